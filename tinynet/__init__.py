@@ -1,0 +1,26 @@
+"""tinynet: a small deep-learning framework for seeing how training really works.
+
+Layers with explicit forward and backward, a Graph to wire them, BatchNorm with
+both backward forms, on NumPy or CuPy.
+"""
+
+from . import datasets, init
+from .backend import get_array_module, to_device, to_numpy
+from .gradcheck import gradcheck
+from .graph import Graph, Node, Sequential
+from .layer import Layer, Parameter
+from .layers import Add, BatchNorm, Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .losses import SoftmaxCrossEntropy
+from .models import mlp
+from .optim import SGD, Adam
+from .train import History, evaluate, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Parameter", "Layer", "Graph", "Node", "Sequential",
+    "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "Add", "Dropout", "BatchNorm",
+    "SoftmaxCrossEntropy", "SGD", "Adam", "gradcheck", "mlp",
+    "fit", "evaluate", "History", "datasets", "init",
+    "get_array_module", "to_numpy", "to_device",
+]

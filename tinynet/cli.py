@@ -1,0 +1,41 @@
+"""The command line: ``python -m tinynet <command>`` (or ``tinynet <command>``).
+
+Each command is a module in ``tinynet/commands/`` with ``add_arguments(parser)``
+and ``run(args)``, and a docstring whose first line is its help text.
+"""
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+from . import commands
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tinynet", description="tinynet: train and compare small networks.")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    sub.required = True
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        name = info.name.replace("_", "-")
+        help_line = (module.__doc__ or "").strip().splitlines()[0]
+        command = sub.add_parser(name, help=help_line, description=module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_argument(
+            "--backend", choices=["numpy", "cupy"], default=os.environ.get("TINYNET_BACKEND", "numpy"),
+            help="array backend (default: $TINYNET_BACKEND or numpy)",
+        )
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (ValueError, TypeError, RuntimeError) as exc:
+        print(f"tinynet {args.command}: error: {exc}", file=sys.stderr)
+        return 2

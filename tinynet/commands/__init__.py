@@ -1,0 +1,1 @@
+"""One module per ``tinynet`` command; the CLI finds them here."""

@@ -1,0 +1,144 @@
+"""Graph: a DAG of layers, run forward in insertion order and backward in reverse.
+
+    g = Graph()
+    x = g.input()
+    h = g.add(Linear(784, 256), x)
+    a = g.add(ReLU(), h)
+    y = g.add(Add(), a, h)          # h fans out: its gradient is the sum of both uses
+    g.output(y)
+
+Inputs of a node must exist before it is added, so insertion order is a topological order.
+"""
+
+from .layer import Layer
+
+
+class Node:
+    """A place in a Graph: an input, or a layer applied to earlier nodes."""
+
+    __slots__ = ("graph", "index", "layer", "inputs", "shape")
+
+    def __init__(self, graph, index, layer=None, inputs=()):
+        self.graph, self.index, self.layer, self.inputs = graph, index, layer, tuple(inputs)
+        self.shape = None  # output shape, known after the first forward
+
+    def __repr__(self):
+        what = "input" if self.layer is None else repr(self.layer)
+        return f"Node({self.index}: {what})"
+
+
+class Graph(Layer):
+    """A model as a directed acyclic graph of layers; itself a Layer, so graphs nest.
+
+    Parameter and buffer names are qualified by the layer's position among the
+    graph's layers: ``0.weight``, ``1.running_var``.
+    """
+
+    def __init__(self):
+        self._inputs = []  # input nodes, in the order forward takes its arguments
+        self._layer_nodes = []  # layer nodes, in insertion (= topological) order
+        self._output = None
+
+    # -- building ------------------------------------------------------------
+    def input(self):
+        """Add an input node and return it; ``forward`` takes one array per input."""
+        node = Node(self, f"in{len(self._inputs)}")
+        self._inputs.append(node)
+        return node
+
+    def add(self, layer, *inputs):
+        """Apply ``layer`` to the outputs of ``inputs`` (nodes of this graph); return the new node."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Graph.add: expected a Layer, got {type(layer).__name__}")
+        if layer is self or any(n.layer is layer for n in self._layer_nodes):
+            raise ValueError(f"Graph.add: {layer!r} is already in this graph; create a new instance to use it twice")
+        if not inputs:
+            raise ValueError(f"Graph.add: {layer!r} needs at least one input node, got none")
+        for node in inputs:
+            if not isinstance(node, Node):
+                raise TypeError(f"Graph.add: inputs must be nodes returned by input() or add(), got {type(node).__name__}")
+            if node.graph is not self:
+                raise ValueError(f"Graph.add: {node!r} belongs to another graph")
+        node = Node(self, len(self._layer_nodes), layer, inputs)
+        layer._graph_position = node.index  # only for error messages
+        self._layer_nodes.append(node)
+        return node
+
+    def output(self, node):
+        """Mark ``node`` as the graph's output; return it."""
+        if not isinstance(node, Node) or node.graph is not self:
+            raise ValueError(f"Graph.output: expected a node of this graph, got {node!r}")
+        self._output = node
+        return node
+
+    def children(self):
+        for node in self._layer_nodes:
+            yield str(node.index), node.layer
+
+    # -- running ---------------------------------------------------------------
+    def forward(self, *xs):
+        if self._output is None:
+            raise RuntimeError("Graph: no output set; call g.output(node) before running the graph")
+        if len(xs) != len(self._inputs):
+            raise ValueError(f"Graph: expected {len(self._inputs)} input array(s), got {len(xs)}")
+        values = dict(zip(self._inputs, xs))
+        for node in self._layer_nodes:
+            out = node.layer(*[values[i] for i in node.inputs])
+            node.shape = tuple(out.shape)
+            values[node] = out
+        return values[self._output]
+
+    def backward(self, dy):
+        if self._output is None:
+            raise RuntimeError("Graph: no output set; call g.output(node) before running the graph")
+        grads = {self._output: dy}
+        for node in reversed(self._layer_nodes):
+            g = grads.pop(node, None)
+            if g is None:  # nothing downstream of this node reaches the output
+                continue
+            dxs = node.layer.backward(g)
+            if len(node.inputs) == 1:
+                dxs = (dxs,)
+            for source, dx in zip(node.inputs, dxs):
+                # fan-out: a node used several times receives the sum (never += : dx may be shared)
+                grads[source] = grads[source] + dx if source in grads else dx
+        dx_inputs = tuple(grads.get(node) for node in self._inputs)
+        return dx_inputs[0] if len(dx_inputs) == 1 else dx_inputs
+
+    # -- describing ------------------------------------------------------------
+    def summary(self):
+        """Return a table: each layer, the nodes it reads, its output shape, its parameter count."""
+        rows = [("#", "layer", "inputs", "output shape", "params")]
+        for node in self._inputs:
+            rows.append((node.index, "Input", "", "", ""))
+        total = 0
+        for node in self._layer_nodes:
+            count = sum(int(p.data.size) for _, p in node.layer.named_parameters())
+            total += count
+            shape = "?" if node.shape is None else str(("N",) + node.shape[1:]).replace("'", "")
+            rows.append((str(node.index), repr(node.layer), ", ".join(str(i.index) for i in node.inputs), shape, f"{count:,}"))
+        widths = [max(len(str(r[c])) for r in rows) for c in range(5)]
+        lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append(f"total parameters: {total:,}" + ("" if self._output is None else f"; output: node {self._output.index}"))
+        return "\n".join(lines)
+
+    def extra_repr(self):
+        return f"{len(self._layer_nodes)} layers"
+
+
+class Sequential(Graph):
+    """A chain of layers: ``Sequential(Linear(784, 256), ReLU(), Linear(256, 10))``."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        node = self.input()
+        for layer in layers:
+            node = self.add(layer, node)
+        self.output(node)
+
+    def __len__(self):
+        return len(self._layer_nodes)
+
+    def __getitem__(self, index):
+        return self._layer_nodes[index].layer

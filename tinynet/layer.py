@@ -1,0 +1,261 @@
+"""Parameter and Layer: the two building blocks of every model.
+
+A Layer has an explicit ``forward`` and ``backward``. Forward caches what
+backward needs (``save_for_backward``); backward returns the gradient of the
+input and *adds* the gradients of the parameters into ``p.grad``.
+"""
+
+import numpy as np
+
+from .backend import backend_name, get_array_module, to_device, to_numpy
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    Parameters
+    ----------
+    data : ndarray
+        The values, kept in the dtype given (NumPy or CuPy array).
+    name : str, optional
+        The layer's own name for it (``"weight"``); containers qualify it
+        (``"0.weight"``) when their ``parameters()`` is called.
+
+    Attributes
+    ----------
+    data : ndarray
+        Assigning a new array replaces the weight the layer reads.
+    grad : ndarray
+        Same shape and dtype as ``data``, zeros at start. Optimizers read it in
+        ``step()``; assigning a new array is allowed.
+    """
+
+    def __init__(self, data, name=None):
+        if not hasattr(data, "dtype"):
+            data = np.asarray(data)
+        if data.dtype.kind != "f":
+            raise TypeError(
+                f"Parameter {name or ''}: expected a floating-point array, got dtype {data.dtype}"
+            )
+        self.data = data
+        self.grad = get_array_module(data).zeros_like(data)
+        self.name = name
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def zero_grad(self):
+        """Set the gradient to zeros (a fresh array if ``data`` changed shape or kind)."""
+        g = self.grad
+        if (
+            g is None
+            or g.shape != self.data.shape
+            or g.dtype != self.data.dtype
+            or backend_name(g) != backend_name(self.data)
+        ):
+            self.grad = get_array_module(self.data).zeros_like(self.data)
+        else:
+            g.fill(0)
+
+    def __repr__(self):
+        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Layer:
+    """Base class: ``layer(x)`` calls ``forward(x)``; ``backward(dy)`` returns dx.
+
+    Subclasses define ``forward`` and ``backward``; ``__init__`` is optional.
+    Parameters are found among the attributes (a :class:`Parameter`), as are
+    sub-layers (a Layer, or a list/tuple of Layers). Attribute names listed in
+    ``buffers`` are non-trainable state saved by ``state_dict`` (BatchNorm's
+    running statistics).
+    """
+
+    training = True  # per instance once train()/eval() is called; never global
+    buffers = ()
+
+    # -- the two methods a layer defines ----------------------------------
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward(x)")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__} must define backward(dy)")
+
+    def __call__(self, *inputs):
+        return self.forward(*inputs)
+
+    # -- what forward keeps for backward ----------------------------------
+    def save_for_backward(self, *values):
+        """Keep ``values`` for the next ``backward`` (one backward per forward)."""
+        self._saved = values
+
+    def saved(self):
+        """Return what forward saved, and forget it: a second backward is an error."""
+        values = self.__dict__.pop("_saved", None)
+        if values is None:
+            raise RuntimeError(
+                f"{self.name_for_errors()}: backward called without a forward before it "
+                "(or twice after one forward); call forward first"
+            )
+        return values
+
+    def name_for_errors(self):
+        """The layer's class, and its position when it sits in a Graph: ``"Linear (layer 3)"``."""
+        position = self.__dict__.get("_graph_position")
+        return type(self).__name__ if position is None else f"{type(self).__name__} (layer {position})"
+
+    # -- structure ---------------------------------------------------------
+    def children(self):
+        """Yield ``(name, layer)`` for the direct sub-layers, in attribute order."""
+        for attr, value in vars(self).items():
+            if isinstance(value, Layer):
+                yield attr, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Layer):
+                        yield f"{attr}.{i}", item
+
+    def modules(self):
+        """Yield this layer and every layer below it, depth first."""
+        yield self
+        for _, child in self.children():
+            yield from child.modules()
+
+    def named_parameters(self, prefix=""):
+        """Yield ``(qualified_name, Parameter)`` pairs, this layer's own first."""
+        for attr, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + attr, value
+        for name, child in self.children():
+            yield from child.named_parameters(prefix + name + ".")
+
+    def named_buffers(self, prefix=""):
+        """Yield ``(qualified_name, owner, attribute)`` for every buffer."""
+        for attr in type(self).buffers:
+            yield prefix + attr, self, attr
+        for name, child in self.children():
+            yield from child.named_buffers(prefix + name + ".")
+
+    def parameters(self):
+        """Return the list of Parameters, named relative to this layer (``0.weight``)."""
+        params = []
+        for name, p in self.named_parameters():
+            p.name = name
+            params.append(p)
+        return params
+
+    def zero_grad(self):
+        for _, p in self.named_parameters():
+            p.zero_grad()
+
+    def train(self, mode=True):
+        """Set training mode on this layer and all below it; return self."""
+        for layer in self.modules():
+            layer.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Set evaluation mode on this layer and all below it; return self."""
+        return self.train(False)
+
+    # -- saving and loading -----------------------------------------------
+    def state_dict(self):
+        """Return ``{name: numpy.ndarray}`` host copies of parameters and buffers."""
+        state = {name: to_numpy(p.data).copy() for name, p in self.named_parameters()}
+        for name, owner, attr in self.named_buffers():
+            state[name] = to_numpy(getattr(owner, attr)).copy()
+        return state
+
+    def load_state_dict(self, state):
+        """Load a ``state_dict``; strict: any mismatch raises and changes nothing."""
+        if not isinstance(state, dict):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a dict, got {type(state).__name__}")
+        targets = {name: (p, "data") for name, p in self.named_parameters()}
+        targets.update({name: (owner, attr) for name, owner, attr in self.named_buffers()})
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        wrong_shape = [
+            f"{name}: model has {getattr(obj, attr).shape}, state has {np.shape(state[name])}"
+            for name, (obj, attr) in targets.items()
+            if name in state and tuple(getattr(obj, attr).shape) != tuple(np.shape(state[name]))
+        ]
+        if missing or unexpected or wrong_shape:
+            problems = []
+            if missing:
+                problems.append(f"missing keys {missing}")
+            if unexpected:
+                problems.append(f"unexpected keys {unexpected}")
+            if wrong_shape:
+                problems.append("wrong shapes: " + "; ".join(wrong_shape))
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + ", ".join(problems))
+        for name, (obj, attr) in targets.items():
+            current = getattr(obj, attr)
+            xp = get_array_module(current)
+            value = xp.array(to_device(state[name], backend_name(current)), dtype=current.dtype)
+            setattr(obj, attr, value)
+
+    def to(self, backend):
+        """Move parameters, gradients and buffers to ``"numpy"`` or ``"cupy"``; return self."""
+        for _, p in self.named_parameters():
+            p.data = to_device(p.data, backend)
+            p.grad = to_device(p.grad, backend)
+        for _, owner, attr in self.named_buffers():
+            setattr(owner, attr, to_device(getattr(owner, attr), backend))
+        return self
+
+    # -- printing ------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def check_input(layer, x, ndim=None, features=None, like=None):
+    """Refuse an input a layer cannot take, naming the layer, what it expected and what came.
+
+    Parameters
+    ----------
+    layer : Layer
+        The layer asking (its name goes into the message).
+    x : object
+        The input to check: must be a floating-point NumPy or CuPy array.
+    ndim : int, optional
+        Required number of dimensions.
+    features : int, optional
+        Required size of the last axis.
+    like : ndarray, optional
+        One of the layer's parameters: the input must share its dtype and backend.
+    """
+    name = layer.name_for_errors()
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        raise TypeError(f"{name}: expected a NumPy or CuPy array, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(
+            f"{name}: expected a floating-point array, got dtype {x.dtype} "
+            "(convert with x.astype(numpy.float32))"
+        )
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name}: expected a {ndim}-D input, got shape {tuple(x.shape)}")
+    if features is not None and x.shape[-1] != features:
+        raise ValueError(f"{name}: expected input of shape (N, {features}), got shape {tuple(x.shape)}")
+    if x.ndim >= 1 and x.shape[0] == 0:
+        raise ValueError(f"{name}: got an empty batch, shape {tuple(x.shape)}")
+    if like is None:
+        return
+    bx, bp = backend_name(x), backend_name(like)
+    if bx != bp:
+        raise TypeError(
+            f"{name}: input is a {bx} array but the layer's parameters are {bp} arrays; "
+            f"move the model with model.to({bx!r}) or the input with tinynet.to_device(x, {bp!r})"
+        )
+    if x.dtype != like.dtype:
+        raise TypeError(
+            f"{name}: input dtype {x.dtype} does not match the layer's parameters ({like.dtype}); "
+            f"cast the input with x.astype({like.dtype.name}) or build the layer with dtype={x.dtype.name}"
+        )

@@ -1,0 +1,34 @@
+# tinynet: `make train` trains the default MLP on MNIST, `make test` runs the test suite.
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: train test clean help
+
+help:
+	@echo "make train   create .venv, install tinynet, fetch MNIST, train the default MLP with BatchNorm"
+	@echo "make test    install the test dependencies and run the test suite"
+	@echo "             (pass options with ARGS=..., e.g. make train ARGS='--epochs 3 --no-batchnorm')"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+train: $(VENV)/.installed
+	$(PY) -m tinynet train $(ARGS)
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -166,17 +166,23 @@ class Layer:
     # -- saving and loading -----------------------------------------------
     def state_dict(self):
         """Return ``{name: numpy.ndarray}`` host copies of parameters and buffers."""
-        state = {name: to_numpy(p.data).copy() for name, p in self.named_parameters()}
-        for name, owner, attr in self.named_buffers():
-            state[name] = to_numpy(getattr(owner, attr)).copy()
-        return state
+        return {name: to_numpy(getattr(obj, attr)).copy() for name, (obj, attr) in self._state_slots()}
+
+    def _state_slots(self, prefix=""):
+        """Yield ``(name, (object, attribute))`` for every saved array, layer by layer."""
+        for attr, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + attr, (value, "data")
+        for attr in type(self).buffers:
+            yield prefix + attr, (self, attr)
+        for name, child in self.children():
+            yield from child._state_slots(prefix + name + ".")
 
     def load_state_dict(self, state):
         """Load a ``state_dict``; strict: any mismatch raises and changes nothing."""
         if not isinstance(state, dict):
             raise TypeError(f"{type(self).__name__}.load_state_dict: expected a dict, got {type(state).__name__}")
-        targets = {name: (p, "data") for name, p in self.named_parameters()}
-        targets.update({name: (owner, attr) for name, owner, attr in self.named_buffers()})
+        targets = dict(self._state_slots())
         missing = sorted(set(targets) - set(state))
         unexpected = sorted(set(state) - set(targets))
         wrong_shape = [

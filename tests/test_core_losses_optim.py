@@ -137,3 +137,12 @@ def test_optimizer_zero_grad_and_reads_assigned_grad():
 def test_optimizers_refuse_bad_arguments(make, error, message):
     with pytest.raises(error, match=message):
         make([param([1.0])])
+
+
+def test_cosine_schedule_falls_from_lr_towards_zero():
+    schedule = tn.optim.cosine_schedule(0.1, 4)
+    rates = [schedule(e) for e in range(4)]
+    assert rates == sorted(rates, reverse=True)
+    assert rates[0] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi / 8)))
+    assert 0 < rates[-1] < 0.01
+    assert rates[1] + rates[2] == pytest.approx(0.1)  # symmetric about lr / 2

@@ -148,3 +148,17 @@ def test_one_epoch_on_real_mnist_reaches_96_percent():
     loss = tn.SoftmaxCrossEntropy()
     tn.fit(model, loss, tn.SGD(model.parameters(), lr=0.05, momentum=0.9), x_train, y_train, 1, 128, rng=rng, progress=False)
     assert tn.evaluate(model, loss, x_test, y_test).accuracy >= 0.96
+
+
+def test_fit_applies_the_lr_schedule_each_epoch(rng):
+    x, y = blobs(rng, n=64)
+    model = tn.mlp([8, 3], rng=rng)
+    optimizer = tn.SGD(model.parameters(), lr=1.0)
+    seen = []
+
+    def schedule(epoch):
+        seen.append(epoch)
+        return 0.1 / (epoch + 1)
+
+    tn.fit(model, tn.SoftmaxCrossEntropy(), optimizer, x, y, 3, 32, rng=rng, progress=False, lr_schedule=schedule)
+    assert seen == [0, 1, 2] and optimizer.lr == pytest.approx(0.1 / 3)

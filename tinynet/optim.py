@@ -113,3 +113,19 @@ class Adam(Optimizer):
             v *= b2
             v += (1 - b2) * (g * g)
             p.data -= step_size * m / (xp.sqrt(v) / root_correction + self.eps)
+
+
+def cosine_schedule(lr, epochs, final_fraction=0.0):
+    """Per-epoch learning rates falling from ``lr`` along a half cosine (Loshchilov & Hutter 2017).
+
+    Returns ``schedule(epoch) -> lr`` for epochs 0 .. epochs-1; the last epoch
+    trains at ``lr * final_fraction`` plus half a step of the cosine, never at 0.
+    """
+    if not epochs >= 1:
+        raise ValueError(f"cosine_schedule: expected epochs >= 1, got {epochs!r}")
+
+    def schedule(epoch):
+        progress = (epoch + 0.5) / epochs  # the middle of the epoch
+        return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    return schedule

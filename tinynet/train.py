@@ -79,7 +79,8 @@ def check_data(where, x, y):
         raise ValueError(f"{where}: got no examples (x has shape {tuple(x.shape)})")
 
 
-def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=None, progress=True):
+def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=None, progress=True,
+        lr_schedule=None):
     """Train ``model`` with mini-batch gradient descent; return a :class:`History`.
 
     Parameters
@@ -99,6 +100,9 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
         Shuffles the data each epoch; fixed seed, fixed batches.
     progress : bool
         Show a tqdm bar and print a row of the per-epoch table after each epoch.
+    lr_schedule : callable, optional
+        ``lr_schedule(epoch) -> lr`` (epoch counted from 0), set on the optimizer
+        before each epoch; see :func:`tinynet.optim.cosine_schedule`.
     """
     check_data("fit", x, y)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -117,6 +121,8 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     min_batch = 2 if any(isinstance(m, BatchNorm) for m in model.modules()) else 1
     for epoch in range(1, epochs + 1):
         model.train()
+        if lr_schedule is not None:
+            optimizer.lr = float(lr_schedule(epoch - 1))
         step_losses = []
         start = time.perf_counter()
         batches = minibatches(x, y, batch_size, rng, min_size=min_batch)

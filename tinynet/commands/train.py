@@ -13,7 +13,7 @@ from ..data.batching import images_to_features, split_validation
 from ..datasets import load_fashion_mnist, load_mnist
 from ..losses import SoftmaxCrossEntropy
 from ..models import mlp
-from ..optim import SGD, Adam
+from ..optim import SGD, Adam, cosine_schedule
 from ..train import evaluate, fit
 
 LOADERS = {"mnist": load_mnist, "fashion": load_fashion_mnist}
@@ -33,6 +33,7 @@ def add_arguments(p):
     p.add_argument("--epochs", type=int, default=8, help="passes over the training data (default 8)")
     p.add_argument("--batch-size", type=int, default=128, help="examples per step (default 128)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05 for sgd, 0.001 for adam)")
+    p.add_argument("--constant-lr", action="store_true", help="keep the learning rate fixed (default: cosine decay over the epochs)")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd has momentum 0.9 (default sgd)")
     p.add_argument("--hidden", default="256,256", help="hidden widths, comma-separated (default 256,256)")
     p.add_argument("--no-batchnorm", action="store_true", help="leave BatchNorm out")
@@ -72,9 +73,10 @@ def run(args):
         print(model.summary())
         print(f"{args.dataset}: {len(x_train)} training, {0 if validation is None else len(validation[0])} "
               f"validation, {len(x_test)} test examples; backend {args.backend}\n")
+    schedule = None if args.constant_lr else cosine_schedule(optimizer.lr, args.epochs)
     start = time.perf_counter()
     history = fit(model, loss, optimizer, x_train, y_train, args.epochs, args.batch_size,
-                  validation=validation, rng=rng, progress=not args.quiet)
+                  validation=validation, rng=rng, progress=not args.quiet, lr_schedule=schedule)
     test = evaluate(model, loss, x_test, y_test)
     if args.save:
         base = args.save[:-4] if args.save.endswith(".npz") else args.save

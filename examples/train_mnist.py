@@ -25,7 +25,9 @@ def main(epochs=8, batch_size=128, seed=0):
 
     loss = tn.SoftmaxCrossEntropy()
     optimizer = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    history = tn.fit(model, loss, optimizer, x_train, y_train, epochs, batch_size, validation=validation, rng=rng)
+    schedule = tn.optim.cosine_schedule(0.05, epochs)  # the lr falls to near 0 by the last epoch
+    history = tn.fit(model, loss, optimizer, x_train, y_train, epochs, batch_size,
+                     validation=validation, rng=rng, lr_schedule=schedule)
 
     test = tn.evaluate(model, loss, x_test, y_test)
     print(f"test accuracy {100 * test.accuracy:.2f}% after {epochs} epochs "

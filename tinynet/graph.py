@@ -10,7 +10,14 @@
 Inputs of a node must exist before it is added, so insertion order is a topological order.
 """
 
-from .layer import Layer
+import warnings
+
+from .layer import Layer, check_finite
+from .layers import BatchNorm, Dropout
+
+
+class EvalModeWarning(UserWarning):
+    """A model with BatchNorm or Dropout ran forward in training mode with no backward after it."""
 
 
 class Node:
@@ -76,21 +83,55 @@ class Graph(Layer):
             yield str(node.index), node.layer
 
     # -- running ---------------------------------------------------------------
+    # the inputs of a training-mode forward whose backward has not come yet (the layers cache
+    # them anyway; holding them also keeps their ids from being reused)
+    _unbacked_inputs = None
+
+    def __call__(self, *xs):
+        # a NaN scan is a pass over the data: it runs where data enters a model, not in every
+        # layer; fit and evaluate scan their whole data once and call forward directly
+        for i, x in enumerate(xs):
+            check_finite(self.name_for_errors(), x, f"input {i}" if len(xs) > 1 else "input")
+        return self.forward(*xs)
+
     def forward(self, *xs):
         if self._output is None:
             raise RuntimeError("Graph: no output set; call g.output(node) before running the graph")
         if len(xs) != len(self._inputs):
             raise ValueError(f"Graph: expected {len(self._inputs)} input array(s), got {len(xs)}")
+        # a new training forward that drops the previous one's cache: that output was used, not trained
+        # on (gradcheck repeats a forward on the same arrays, which is not evaluation)
+        previous = self._unbacked_inputs
+        if self.training and previous is not None and any(a is not b for a, b in zip(previous, xs)):
+            self._warn_eval_mode_forgotten()
         values = dict(zip(self._inputs, xs))
         for node in self._layer_nodes:
             out = node.layer(*[values[i] for i in node.inputs])
             node.shape = tuple(out.shape)
             values[node] = out
+        self._unbacked_inputs = xs if self.training else None
         return values[self._output]
+
+    def _warn_eval_mode_forgotten(self):
+        """Warn once per graph, and only when it has layers that behave differently in training."""
+        if self.__dict__.get("_warned_eval_mode"):
+            return
+        kinds = sorted({type(m).__name__ for m in self.modules() if isinstance(m, (BatchNorm, Dropout))})
+        if kinds:
+            self._warned_eval_mode = True
+            warnings.warn(
+                f"{self.name_for_errors()}: forward ran again in training mode with no backward after the "
+                f"previous one, and the model has {' and '.join(kinds)}, which behave differently in training. "
+                "If you are evaluating or predicting, call model.eval() first (tinynet.evaluate does it for "
+                "you) and model.train() before training again.",
+                EvalModeWarning,
+                stacklevel=3,
+            )
 
     def backward(self, dy):
         if self._output is None:
             raise RuntimeError("Graph: no output set; call g.output(node) before running the graph")
+        self._unbacked_inputs = None
         grads = {self._output: dy}
         for node in reversed(self._layer_nodes):
             g = grads.pop(node, None)

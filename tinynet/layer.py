@@ -265,3 +265,57 @@ def check_input(layer, x, ndim=None, features=None, like=None):
             f"{name}: input dtype {x.dtype} does not match the layer's parameters ({like.dtype}); "
             f"cast the input with x.astype({like.dtype.name}) or build the layer with dtype={x.dtype.name}"
         )
+
+
+def check_grad(layer, dy, shape):
+    """Refuse an upstream gradient ``dy`` that is not an array of the layer's output ``shape``.
+
+    Without this check a (1, C) or (C,) gradient would broadcast silently against (N, C).
+    """
+    if getattr(dy, "shape", None) != shape:
+        if not hasattr(dy, "shape") or not hasattr(dy, "dtype"):
+            raise TypeError(f"{layer.name_for_errors()}: backward expected dy as an array, got {type(dy).__name__}")
+        if tuple(dy.shape) != tuple(shape):
+            raise ValueError(
+                f"{layer.name_for_errors()}: backward expected dy of the output's shape {tuple(shape)}, "
+                f"got shape {tuple(dy.shape)}"
+            )
+
+
+def check_finite(where, x, what="input"):
+    """Refuse NaN or Inf in a floating-point array, naming ``where``, ``what`` and the first bad index.
+
+    Scanning costs a pass over the data, so models check where data enters (a Graph's
+    inputs, fit, evaluate), not in every layer. Non-float values are left to
+    :func:`check_input`, which explains them better.
+
+    Parameters
+    ----------
+    where : str
+        Who is asking (``"Sequential"``, ``"fit"``), first in the message.
+    x : ndarray
+        Any shape.
+    what : str
+        What ``x`` is, for the message (``"input"``, ``"x"``).
+    """
+    if getattr(getattr(x, "dtype", None), "kind", None) != "f" or x.size == 0:
+        return
+    xp = get_array_module(x)
+    # max and min propagate NaN and reach +-Inf: two reductions and no temporary array
+    if bool(xp.isfinite(x.max()) & xp.isfinite(x.min())):
+        return
+    bad = ~xp.isfinite(x)
+    first = tuple(int(i) for i in xp.argwhere(bad)[0])
+    raise ValueError(
+        f"{where}: {what} contains {int(bad.sum())} NaN or Inf value(s), the first at index {first} "
+        f"({float(x[first])}); clean the data (e.g. numpy.nan_to_num) or find the step that made it"
+    )
+
+
+def check_rng(where, rng):
+    """Refuse anything but a ``numpy.random.Generator`` (or None) where randomness is passed in."""
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"{where}: expected rng to be a numpy.random.Generator, e.g. numpy.random.default_rng(0), "
+            f"got {type(rng).__name__}"
+        )

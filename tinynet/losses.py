@@ -35,6 +35,11 @@ class SoftmaxCrossEntropy:
 
     def backward(self, dloss=1.0):
         """Return dL/dlogits, shape (N, C); ``dloss`` scales it (the upstream gradient)."""
+        if getattr(dloss, "ndim", 0) != 0:  # an (N,) or (N, C) dloss would broadcast silently
+            raise ValueError(
+                f"SoftmaxCrossEntropy: backward expected a scalar dloss (the loss is a 0-d value), "
+                f"got shape {tuple(dloss.shape)}"
+            )
         saved = self.__dict__.pop("_saved", None)
         if saved is None:
             raise RuntimeError("SoftmaxCrossEntropy: backward called without a forward before it (or twice)")

@@ -1,7 +1,7 @@
 """Element-wise activations: ReLU, Sigmoid, Tanh. Shapes: any (N, ...) -> same."""
 
 from ..backend import get_array_module
-from ..layer import Layer, check_input
+from ..layer import Layer, check_grad, check_input
 
 
 class ReLU(Layer):
@@ -16,6 +16,7 @@ class ReLU(Layer):
 
     def backward(self, dy):
         (y,) = self.saved()
+        check_grad(self, dy, y.shape)
         return dy * (y > 0)
 
 
@@ -33,6 +34,7 @@ class Sigmoid(Layer):
 
     def backward(self, dy):
         (y,) = self.saved()
+        check_grad(self, dy, y.shape)
         return dy * y * (1 - y)
 
 
@@ -47,4 +49,5 @@ class Tanh(Layer):
 
     def backward(self, dy):
         (y,) = self.saved()
+        check_grad(self, dy, y.shape)
         return dy * (1 - y * y)

@@ -13,7 +13,7 @@ batch statistic, running_var stores the *unbiased* variance, running stats start
 import numpy as np
 
 from ..backend import get_array_module
-from ..layer import Layer, Parameter, check_input
+from ..layer import Layer, Parameter, check_grad, check_input
 
 GRADIENT_FORMS = ("simplified", "paper")
 
@@ -84,6 +84,7 @@ class BatchNorm(Layer):
 
     def backward(self, dy):
         batch_stats, xhat, inv_std, xc = self.saved()
+        check_grad(self, dy, xhat.shape)
         gamma = self.gamma.data
         dgamma = (dy * xhat).sum(axis=0)  # (C,)
         dbeta = dy.sum(axis=0)  # (C,)

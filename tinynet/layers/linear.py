@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..init import get_initialiser
-from ..layer import Layer, Parameter, check_input
+from ..layer import Layer, Parameter, check_grad, check_input, check_rng
 
 
 def check_positive_int(layer_name, what, value):
@@ -34,6 +34,7 @@ class Linear(Layer):
     def __init__(self, in_features, out_features, bias=True, init="he", rng=None, dtype=np.float32):
         check_positive_int("Linear", "in_features", in_features)
         check_positive_int("Linear", "out_features", out_features)
+        check_rng("Linear", rng)
         rng = np.random.default_rng() if rng is None else rng
         initialise = get_initialiser(init)
         self.in_features, self.out_features = int(in_features), int(out_features)
@@ -50,6 +51,7 @@ class Linear(Layer):
 
     def backward(self, dy):
         (x,) = self.saved()
+        check_grad(self, dy, (x.shape[0], self.out_features))
         self.weight.grad += x.T @ dy  # (in, N) @ (N, out) -> (in, out)
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=0)  # (out,)

@@ -1,6 +1,6 @@
 """Add: the sum of two or more inputs of the same shape (residual connections)."""
 
-from ..layer import Layer, check_input
+from ..layer import Layer, check_grad, check_input
 
 
 class Add(Layer):
@@ -19,12 +19,13 @@ class Add(Layer):
                 raise ValueError(
                     f"Add: expected inputs of one shape, got {[tuple(x.shape) for x in xs]}"
                 )
-        self.save_for_backward(len(xs))
+        self.save_for_backward(len(xs), xs[0].shape)
         y = xs[0] + xs[1]
         for x in xs[2:]:
             y += x
         return y
 
     def backward(self, dy):
-        (count,) = self.saved()
+        count, shape = self.saved()
+        check_grad(self, dy, shape)
         return (dy,) * count

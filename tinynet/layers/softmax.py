@@ -1,7 +1,7 @@
 """Softmax along one axis, with the Jacobian-vector product as its backward."""
 
 from ..backend import get_array_module
-from ..layer import Layer, check_input
+from ..layer import Layer, check_grad, check_input
 
 
 class Softmax(Layer):
@@ -29,6 +29,7 @@ class Softmax(Layer):
 
     def backward(self, dy):
         (y,) = self.saved()
+        check_grad(self, dy, y.shape)
         return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True))
 
     def extra_repr(self):

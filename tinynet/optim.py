@@ -1,13 +1,19 @@
 """Optimizers with PyTorch's update rules: SGD (momentum, Nesterov, weight decay) and Adam."""
 
 import math
+import warnings
 
-from .backend import get_array_module, to_device
+import numpy as np
+
+from .backend import backend_name, get_array_module, to_device, to_numpy
 from .layer import Parameter
 
 
 class Optimizer:
     """Holds a list of Parameters; ``step()`` updates ``p.data`` in place from ``p.grad``."""
+
+    hyperparameters = ("lr",)  # saved by state_dict, compared by load_state_dict
+    counters = ()  # integer state beside the per-parameter arrays (Adam's step count t)
 
     def __init__(self, params, lr):
         params = list(params) if not isinstance(params, Parameter) else [params]
@@ -34,6 +40,71 @@ class Optimizer:
                     state[key] = to_device(value, backend)
         return self
 
+    def state_dict(self):
+        """Host copies of everything ``step()`` has accumulated, for checkpoints.
+
+        Returns
+        -------
+        dict
+            ``type`` (the class name), ``hyperparameters`` ({name: value}), ``parameters``
+            (their names, in order), ``state`` (per parameter, {key: numpy.ndarray} of the
+            parameter's shape: SGD's ``momentum_buffer``, Adam's ``m`` and ``v``) and the
+            counters (Adam's step count ``t``).
+        """
+        state = {
+            "type": type(self).__name__,
+            "hyperparameters": {k: _plain(getattr(self, k)) for k in self.hyperparameters},
+            "parameters": [p.name for p in self.params],
+            "state": [{k: to_numpy(v).copy() for k, v in s.items()} for s in self.state],
+        }
+        state.update({c: int(getattr(self, c)) for c in self.counters})
+        return state
+
+    def load_state_dict(self, state):
+        """Load a ``state_dict`` onto this optimizer's parameters (their backend and dtype).
+
+        Strict: any mismatch raises and changes nothing. Hyperparameters stay this
+        optimizer's own, so a resumed run may lower the lr; any other that differs from
+        the saved one gets a warning, since the run will not continue as it began.
+        """
+        name = type(self).__name__
+        if not isinstance(state, dict):
+            raise TypeError(f"{name}.load_state_dict: expected a dict from state_dict(), got {type(state).__name__}")
+        missing = sorted({"type", "state", *self.counters} - set(state))
+        if missing:
+            raise ValueError(f"{name}.load_state_dict: the state has no {missing}; expected a dict from state_dict()")
+        if state["type"] != name:
+            raise ValueError(f"{name}.load_state_dict: the state was saved by {state['type']}, not by {name}")
+        saved = state["state"]
+        if len(saved) != len(self.params):
+            raise ValueError(
+                f"{name}.load_state_dict: the state is for {len(saved)} parameters, this optimizer has {len(self.params)}"
+            )
+        wrong = [
+            f"parameter {i} ({p.name}) {key}: optimizer has {tuple(p.data.shape)}, state has {tuple(np.shape(value))}"
+            for i, (p, s) in enumerate(zip(self.params, saved))
+            for key, value in s.items()
+            if tuple(np.shape(value)) != tuple(p.data.shape)
+        ]
+        if wrong:
+            raise ValueError(f"{name}.load_state_dict: wrong shapes: " + "; ".join(wrong))
+        changed = [
+            f"{k}={v!r} (saved {state['hyperparameters'][k]!r})"
+            for k, v in ((k, _plain(getattr(self, k))) for k in self.hyperparameters if k != "lr")
+            if k in state.get("hyperparameters", {}) and state["hyperparameters"][k] != v
+        ]
+        if changed:
+            warnings.warn(f"{name}.load_state_dict: keeping this optimizer's " + ", ".join(changed), stacklevel=2)
+        self.state = [
+            {
+                key: get_array_module(p.data).array(to_device(value, backend_name(p.data)), dtype=p.data.dtype)
+                for key, value in s.items()
+            }
+            for p, s in zip(self.params, saved)
+        ]
+        for c in self.counters:
+            setattr(self, c, int(state[c]))
+
     def _grad(self, p, weight_decay):
         """The gradient with L2 weight decay added (as PyTorch does: coupled, not AdamW)."""
         if p.grad.shape != p.data.shape:
@@ -42,6 +113,11 @@ class Optimizer:
                 f"its parameter {p.data.shape}"
             )
         return p.grad + weight_decay * p.data if weight_decay else p.grad
+
+
+def _plain(value):
+    """A hyperparameter as JSON keeps it: tuples become lists, so saved and current compare equal."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def check_nonnegative(opt, name, value):
@@ -57,6 +133,8 @@ class SGD(Optimizer):
         g = g + momentum * b if nesterov else b
         p = p - lr * g
     """
+
+    hyperparameters = ("lr", "momentum", "weight_decay", "nesterov")
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, lr)
@@ -87,6 +165,9 @@ class Adam(Optimizer):
         m = b1 * m + (1 - b1) * g;   v = b2 * v + (1 - b2) * g**2
         p = p - lr / (1 - b1**t) * m / (sqrt(v / (1 - b2**t)) + eps)
     """
+
+    hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    counters = ("t",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)

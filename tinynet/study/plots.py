@@ -1,0 +1,120 @@
+"""The figures of a comparison, drawn with matplotlib (the optional extra ``tinynet[plot]``).
+
+``figure1.png``: (a) test accuracy vs steps, with and without BatchNorm; (b, c) the 15th,
+50th and 85th percentiles of one last-hidden-layer activation input, without and with
+BatchNorm. ``lr_sweep.png``: final test accuracy against the learning rate, and the curves.
+"""
+
+import math
+import os
+
+COLORS = {False: "tab:orange", True: "tab:blue"}
+LABELS = {False: "without BatchNorm", True: "with BatchNorm"}
+
+
+def write_plots(result, out_dir):
+    """Draw the figures into ``out_dir``; return their paths.
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed (the data files do not need it).
+    """
+    # The object-oriented API without pyplot: no GUI backend is chosen and no global figure state is touched.
+    from matplotlib.figure import Figure
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [figure1(Figure, result, os.path.join(out_dir, "figure1.png"))]
+    if result.sweep:
+        paths.append(sweep_figure(Figure, result, os.path.join(out_dir, "lr_sweep.png")))
+    return paths
+
+
+def figure1(Figure, result, path):
+    c = result.config
+    plain, bn = (next(r for r in result.main if r.batchnorm == flag) for flag in (False, True))
+    fig = Figure(figsize=(15, 4.6), layout="constrained")
+    ax_a, ax_b, ax_c = fig.subplots(1, 3)
+    for run in (plain, bn):
+        ax_a.plot(run.step, [100 * a for a in run.test_accuracy], color=COLORS[run.batchnorm],
+                  label=LABELS[run.batchnorm], lw=1.6)
+    for target in c.targets:
+        ax_a.axhline(100 * target, color="0.6", lw=0.8, ls=":")
+    low = min(a for r in (plain, bn) for a in r.test_accuracy[1:] or r.test_accuracy)
+    # like the paper, zoom on the interesting range unless a run sat lower than that
+    ax_a.set_ylim(max(0, min(90, 100 * low - 2)), 100)
+    ax_a.set_title(f"(a) test accuracy, lr {c.lr:g}")
+    ax_a.set_xlabel(f"training steps (batches of {c.batch_size})")
+    ax_a.set_ylabel("test accuracy (%)")
+    ax_a.legend(loc="lower right")
+    ax_a.grid(alpha=0.3)
+
+    what = f"input to {c.activation} unit {c.probe_unit}, last hidden layer"
+    for ax, run, letter in ((ax_b, plain, "b"), (ax_c, bn, "c")):
+        for values, pct, style in ((run.p85, 85, "--"), (run.p50, 50, "-"), (run.p15, 15, ":")):
+            ax.plot(run.step, values, color=COLORS[run.batchnorm], ls=style, lw=1.6, label=f"{pct}th percentile")
+        ax.set_title(f"({letter}) {LABELS[run.batchnorm]}: {what}", fontsize="medium")
+        ax.set_xlabel(f"training steps (batches of {c.batch_size})")
+        ax.set_ylabel(f"{c.activation} input (pre-activation value)")
+        ax.legend(loc="best")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{arch_text(result)} {c.activation} MLP on {result.data_info.get('dataset', 'the given data')}, "
+                 f"with and without BatchNorm (Ioffe & Szegedy 2015, Fig. 1); percentiles over "
+                 f"{result.data_info['test_examples']:,} test examples")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def sweep_figure(Figure, result, path):
+    c = result.config
+    fig = Figure(figsize=(13, 4.8), layout="constrained")
+    ax_final, ax_curves = fig.subplots(1, 2)
+    runs = sorted(result.sweep, key=lambda r: r.lr)
+    lrs = sorted({r.lr for r in runs})
+    for flag in (False, True):
+        mine = [r for r in runs if r.batchnorm == flag]
+        ax_final.plot([r.lr for r in mine], [100 * r.final_accuracy for r in mine], "o-",
+                      color=COLORS[flag], label=LABELS[flag])
+        for r in mine:
+            if r.diverged_at is not None:
+                ax_final.annotate("diverged", (r.lr, 100 * r.final_accuracy), textcoords="offset points",
+                                  xytext=(4, -12), fontsize="small", color=COLORS[flag])
+    ax_final.set_xscale("log")
+    ax_final.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
+    ax_final.minorticks_off()
+    ax_final.set_ylim(0, 100)
+    ax_final.axhline(10, color="0.6", lw=0.8, ls=":")
+    ax_final.text(lrs[0], 11, "chance (10 classes)", fontsize="small", color="0.4")
+    ax_final.set_title(f"test accuracy after {c.sweep_steps:,} steps")
+    ax_final.set_xlabel("learning rate (log scale)")
+    ax_final.set_ylabel("test accuracy (%)")
+    ax_final.legend(loc="lower left")
+    ax_final.grid(alpha=0.3)
+
+    shades = {lr: 0.35 + 0.65 * i / max(1, len(lrs) - 1) for i, lr in enumerate(lrs)}
+    cmaps = {False: "Oranges", True: "Blues"}
+    from matplotlib import colormaps
+
+    for r in runs:
+        color = colormaps[cmaps[r.batchnorm]](shades[r.lr])
+        ax_curves.plot(r.step, [100 * a for a in r.test_accuracy], color=color, ls="-" if r.batchnorm else "--",
+                       lw=1.4, label=f"{'BN' if r.batchnorm else 'plain'}, lr {r.lr:g}")
+    ax_curves.set_ylim(0, 100)
+    ax_curves.set_title("test accuracy during training (dashed: without BatchNorm)")
+    ax_curves.set_xlabel(f"training steps (batches of {c.batch_size})")
+    ax_curves.set_ylabel("test accuracy (%)")
+    ax_curves.legend(loc="lower right", ncol=2, fontsize="small")
+    ax_curves.grid(alpha=0.3)
+    fig.suptitle(f"Learning-rate sweep: {arch_text(result)} {c.activation} MLP, SGD momentum {c.momentum:g}, "
+                 f"same initial weights and batches")
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def arch_text(result):
+    info = result.data_info
+    return "-".join(map(str, (info["features"], *result.config.hidden, info["classes"])))
+
+
+def finite(values):
+    return [v for v in values if math.isfinite(v)]

@@ -11,6 +11,7 @@ ARGS   ?=
 help:
 	@echo "make train   create .venv, install tinynet, fetch MNIST, train the default MLP with BatchNorm"
 	@echo "make test    install the test dependencies and run the test suite"
+	@echo "make compare train with and without BatchNorm (Ioffe & Szegedy's Figure 1): plots and report in runs/compare"
 	@echo "             (pass options with ARGS=..., e.g. make train ARGS='--epochs 3 --no-batchnorm')"
 
 $(PY):
@@ -32,3 +33,13 @@ test: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# compare: train the Figure 1 network with and without BatchNorm; plots, data and report in runs/compare
+.PHONY: compare
+
+$(VENV)/.installed-plot: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[plot]'
+	touch $@
+
+compare: $(VENV)/.installed-plot
+	$(PY) -m tinynet compare $(ARGS)

@@ -5,6 +5,7 @@ both backward forms, on NumPy or CuPy.
 """
 
 from . import datasets, init
+from .checkpoint import load, save
 from .backend import get_array_module, to_device, to_numpy
 from .gradcheck import gradcheck
 from .graph import Graph, Node, Sequential
@@ -13,7 +14,7 @@ from .layers import Add, BatchNorm, Dropout, Linear, ReLU, Sigmoid, Softmax, Tan
 from .losses import SoftmaxCrossEntropy
 from .models import mlp
 from .optim import SGD, Adam
-from .train import History, evaluate, fit
+from .train import History, NonFiniteError, evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,6 @@ __all__ = [
     "Parameter", "Layer", "Graph", "Node", "Sequential",
     "Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "Add", "Dropout", "BatchNorm",
     "SoftmaxCrossEntropy", "SGD", "Adam", "gradcheck", "mlp",
-    "fit", "evaluate", "History", "datasets", "init",
+    "fit", "evaluate", "History", "NonFiniteError", "save", "load", "datasets", "init",
     "get_array_module", "to_numpy", "to_device",
 ]

@@ -1,6 +1,7 @@
 """fit, evaluate and History: the training loop, with a tqdm progress bar and a per-epoch table."""
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
@@ -9,7 +10,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .backend import get_array_module, to_numpy
+from .checkpoint import load, save
 from .data.batching import minibatches
+from .graph import Graph
+from .layer import check_finite, check_rng
 from .layers import BatchNorm
 
 
@@ -45,6 +49,25 @@ class History:
             return cls(**json.load(f))
 
 
+class NonFiniteError(FloatingPointError):
+    """fit stopped at a NaN or Inf loss or gradient.
+
+    Attributes
+    ----------
+    step : int
+        The failed step, counted from 1 over the whole run.
+    epoch : int
+    where : str
+        The first layer output or gradient found non-finite, e.g. ``"the output of Linear (layer 3)"``.
+    history : History
+        The run so far; ``step_loss`` includes the failed epoch's steps up to the failed one.
+    """
+
+    def __init__(self, message, step, epoch, where, history):
+        super().__init__(message)
+        self.step, self.epoch, self.where, self.history = step, epoch, where, history
+
+
 class Evaluation(NamedTuple):
     loss: float
     accuracy: float
@@ -56,6 +79,7 @@ def evaluate(model, loss, x, y, batch_size=1000):
     Each layer's train/eval mode is restored afterwards.
     """
     check_data("evaluate", x, y)
+    check_finite("evaluate", x, "x")
     modes = [(layer, layer.training) for layer in model.modules()]
     model.eval()
     total_loss, correct = 0.0, 0
@@ -80,7 +104,7 @@ def check_data(where, x, y):
 
 
 def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=None, progress=True,
-        lr_schedule=None):
+        lr_schedule=None, checkpoint=None, resume=False, detect_nonfinite=True):
     """Train ``model`` with mini-batch gradient descent; return a :class:`History`.
 
     Parameters
@@ -103,6 +127,25 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     lr_schedule : callable, optional
         ``lr_schedule(epoch) -> lr`` (epoch counted from 0), set on the optimizer
         before each epoch; see :func:`tinynet.optim.cosine_schedule`.
+    checkpoint : str or os.PathLike, optional
+        After each epoch, save model, optimizer, history, the state of ``rng`` and the
+        epoch reached there (atomically, see :func:`tinynet.save`).
+    resume : bool
+        With ``checkpoint``: if the file exists, load it and continue after the epoch it
+        reached; the run then ends bit-identical to an uninterrupted one (on NumPy; History's
+        ``seconds`` are wall times and differ) when model, optimizer and rng are built as in
+        the first run (a generator shared by Dropout and fit must be shared again). Without
+        the file, start from scratch.
+    detect_nonfinite : bool
+        After each backward, check the loss and every gradient (a flag per step, one device
+        sync on a GPU); at the first NaN or Inf, repeat the step layer by layer and raise
+        :class:`NonFiniteError` naming the step and the first non-finite output or gradient,
+        with the parameters as they were before that step.
+
+    Raises
+    ------
+    NonFiniteError
+        See ``detect_nonfinite``.
     """
     check_data("fit", x, y)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -110,16 +153,31 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
             raise ValueError(f"fit: expected {name} to be a positive integer, got {value!r}")
     if x.dtype.kind != "f":
         raise TypeError(f"fit: expected floating-point features x, got dtype {x.dtype} (see tinynet.data.images_to_features)")
+    check_rng("fit", rng)
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise TypeError(f"fit: expected validation as a pair (x_val, y_val), got {type(validation).__name__}")
+        check_data("fit (validation)", *validation)
+        check_finite("fit", validation[0], "validation x")
+    check_checkpoint_options(checkpoint, resume)
     params = model.parameters()
     xp = get_array_module(x)
     if params:
         x = xp.ascontiguousarray(x, dtype=params[0].data.dtype)
+    check_finite("fit", x, "x")  # once here, so the steps call model.forward and skip the scan
     rng = np.random.default_rng() if rng is None else rng
-    history = History()
+    history, first_epoch = History(), 1
+    if resume and os.path.exists(checkpoint):
+        saved = load(checkpoint, model, optimizer, rng=rng)
+        if saved.epoch is None or saved.history is None:
+            raise ValueError(f"fit: {checkpoint} was not written by fit (it has no epoch or history); cannot resume from it")
+        history, first_epoch = saved.history, saved.epoch + 1
+        if progress:
+            tqdm.write(f"resuming from {checkpoint} after epoch {saved.epoch}")
     table = EpochTable(validation is not None) if progress else None
     # a batch of one cannot be normalised: drop a trailing single example
     min_batch = 2 if any(isinstance(m, BatchNorm) for m in model.modules()) else 1
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
         model.train()
         if lr_schedule is not None:
             optimizer.lr = float(lr_schedule(epoch - 1))
@@ -129,9 +187,12 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
         total = -(-len(x) // batch_size)
         with tqdm(batches, total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress, unit="batch") as bar:
             for step, (xb, yb) in enumerate(bar):
-                step_loss = loss(model(xb), yb)
+                step_loss = loss(model.forward(xb), yb)
                 optimizer.zero_grad()
                 model.backward(loss.backward())
+                if detect_nonfinite and not finite_step(xp, step_loss, params):
+                    stop_nonfinite(model, loss, xb, yb, epoch, len(history.step_loss) + step + 1,
+                                   history, step_losses + [step_loss], checkpoint)
                 optimizer.step()
                 step_losses.append(step_loss)
                 if progress and step % 50 == 0:
@@ -147,7 +208,120 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
             history.val_accuracy.append(val.accuracy)
         if table is not None:
             table.row(epoch, history)
+        if checkpoint is not None:
+            save(checkpoint, model, optimizer, history, rng=rng, epoch=epoch)
     return history
+
+
+def check_checkpoint_options(checkpoint, resume):
+    """Refuse bad checkpoint options before training, not after the first epoch."""
+    if checkpoint is None:
+        if resume:
+            raise ValueError("fit: resume=True needs checkpoint=path (the file to resume from)")
+        return
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"fit: expected checkpoint to be a file path, got {type(checkpoint).__name__}")
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"fit: the folder of checkpoint {os.fspath(checkpoint)} does not exist: {folder}")
+
+
+# -- non-finite losses and gradients ------------------------------------------------
+
+
+def finite_step(xp, loss_value, params):
+    """True when the loss and every gradient are finite: one flag, so one device sync."""
+    ok = xp.isfinite(loss_value)
+    for p in params:
+        ok = ok & xp.isfinite(p.grad).all()
+    return bool(ok)
+
+
+def stop_nonfinite(model, loss, xb, yb, epoch, step, history, step_losses, checkpoint):
+    """Find where the failed step went non-finite and raise :class:`NonFiniteError`."""
+    where = locate_nonfinite(model, loss, xb, yb)
+    so_far = History(**{k: list(v) for k, v in asdict(history).items()})
+    so_far.step_loss.extend(float(s) for s in step_losses)
+    advice = "lower the learning rate, or look for a layer that can overflow"
+    if checkpoint is not None and epoch > 1:
+        advice += f"; {os.fspath(checkpoint)} holds the run after epoch {epoch - 1}: resume with resume=True"
+    raise NonFiniteError(
+        f"fit: step {step} (epoch {epoch}) gave a non-finite loss ({float(step_losses[-1])}) or gradient; "
+        f"the first non-finite value is {where}. The parameters are as they were before this step; {advice}.",
+        step, epoch, where, so_far,
+    )
+
+
+def locate_nonfinite(model, loss, xb, yb):
+    """Repeat one step layer by layer; describe the first non-finite output or gradient.
+
+    Only runs after a step has failed, so the training loop pays for none of it.
+    Buffers (BatchNorm's running statistics) are restored afterwards.
+    """
+    buffers = [(owner, attr, getattr(owner, attr).copy()) for _, owner, attr in model.named_buffers()]
+    try:
+        out, where = traced_forward(model, (xb,))
+        if where is None:
+            value = loss(out, yb)
+            if not all_finite(value):
+                return f"the loss {type(loss).__name__} (its input, the logits, is finite)"
+            model.zero_grad()
+            _, where = traced_backward(model, loss.backward())
+        return where or "nowhere when the step was repeated (a random layer such as Dropout drew other values)"
+    finally:
+        for owner, attr, value in buffers:
+            setattr(owner, attr, value)
+
+
+def all_finite(a):
+    return bool(get_array_module(a).isfinite(a).all())
+
+
+def traced_forward(layer, xs, context=None):
+    """Forward ``layer`` (a Graph node by node); return ``(output, None)`` or ``(None, where)``.
+
+    ``context`` names the graphs around a nested one (None at the top).
+    """
+    if not isinstance(layer, Graph):
+        out = layer(*xs)
+        if all_finite(out):
+            return out, None
+        bad = [name for name, p in layer.named_parameters() if not all_finite(p.data)]
+        note = f" (whose {', '.join(bad)} already non-finite: an earlier update overflowed)" if bad else ""
+        return None, f"the output of {layer.name_for_errors()}{context or ''}{note}"
+    inner = "" if context is None else f" in {layer.name_for_errors()}{context}"
+    values = dict(zip(layer._inputs, xs))
+    for node in layer._layer_nodes:
+        out, where = traced_forward(node.layer, [values[i] for i in node.inputs], inner)
+        if where is not None:
+            return None, where
+        values[node] = out
+    return values[layer._output], None
+
+
+def traced_backward(layer, dy, context=None):
+    """Backward ``layer`` (a Graph node by node, in reverse); return ``(dx, None)`` or ``(None, where)``."""
+    if not isinstance(layer, Graph):
+        dx = layer.backward(dy)
+        bad = [name for name, p in layer.named_parameters() if not all_finite(p.grad)]
+        if bad:
+            return None, f"the gradient of {', '.join(bad)} in {layer.name_for_errors()}{context or ''}"
+        if not all(d is None or all_finite(d) for d in (dx if isinstance(dx, tuple) else (dx,))):
+            return None, f"the input gradient of {layer.name_for_errors()}{context or ''}"
+        return dx, None
+    inner = "" if context is None else f" in {layer.name_for_errors()}{context}"
+    grads = {layer._output: dy}
+    for node in reversed(layer._layer_nodes):
+        g = grads.pop(node, None)
+        if g is None:
+            continue
+        dxs, where = traced_backward(node.layer, g, inner)
+        if where is not None:
+            return None, where
+        for source, dx in zip(node.inputs, dxs if len(node.inputs) > 1 else (dxs,)):
+            grads[source] = grads[source] + dx if source in grads else dx
+    dx_inputs = tuple(grads.get(node) for node in layer._inputs)
+    return (dx_inputs[0] if len(dx_inputs) == 1 else dx_inputs), None
 
 
 class EpochTable:

@@ -28,14 +28,19 @@ def split_validation(x, y, size):
 def minibatches(x, y, batch_size, rng=None, min_size=1):
     """Yield ``(x_batch, y_batch)`` pairs, shuffled by ``rng`` when given.
 
-    The data is permuted once per call (one gather), then sliced: every batch is
-    a contiguous view. A last batch smaller than ``min_size`` is dropped.
+    Without ``rng`` every batch is a view of ``x``. With it, one permutation is drawn per
+    call and each batch gathers its rows into a fresh C-contiguous array: never a
+    permuted copy of the whole data set (188 MB for MNIST in float32), which would
+    raise the peak memory of training by as much. A last batch smaller than
+    ``min_size`` is dropped.
     """
     xp = get_array_module(x)
-    if rng is not None:
-        order = xp.asarray(rng.permutation(len(x)))
-        x, y = x[order], y[order]
+    order = None if rng is None else xp.asarray(rng.permutation(len(x)))
     for start in range(0, len(x), batch_size):
         if len(x) - start < min_size:
             break
-        yield x[start : start + batch_size], y[start : start + batch_size]
+        if order is None:
+            yield x[start : start + batch_size], y[start : start + batch_size]
+        else:
+            rows = order[start : start + batch_size]
+            yield x[rows], y[rows]

@@ -5,9 +5,19 @@ and uses the NumPy API, which CuPy mirrors. Nothing here is global state that
 layers read: the backend of a computation is the backend of its input arrays.
 """
 
+import os
+
 import numpy as np
 
 BACKENDS = ("numpy", "cupy")
+INSTALL_HINT = (
+    "pip install 'tinynet[cuda12]' for a CUDA 12 driver or 'tinynet[cuda13]' for a CUDA 13 driver "
+    "(nvidia-smi shows the CUDA version your driver supports)"
+)
+
+
+class BackendUnavailableError(RuntimeError):
+    """The cupy backend was asked for, but CuPy or a usable GPU is missing; the message says which."""
 
 
 def _cupy_or_none():
@@ -52,19 +62,40 @@ def to_numpy(a):
 
 
 def require_cupy():
-    """Import CuPy and check that a GPU is present, or explain how to get both."""
-    cupy = _cupy_or_none()
-    if cupy is None:
-        raise RuntimeError(
-            "backend 'cupy' asked for, but CuPy is not installed. Install the extra that "
-            "matches your CUDA: pip install 'tinynet[cuda12]' or 'tinynet[cuda13]'."
-        )
+    """Import CuPy and check that a GPU is usable, or raise saying which is missing and what to do.
+
+    Raises
+    ------
+    BackendUnavailableError
+        CuPy is not installed, or fails to import, or sees no usable GPU (no driver, a
+        driver older than CuPy's CUDA, no device).
+    """
+    try:
+        import cupy
+    except ModuleNotFoundError as exc:
+        if exc.name != "cupy":
+            raise BackendUnavailableError(
+                f"backend 'cupy' asked for, but CuPy failed to import ({exc}); reinstall it: {INSTALL_HINT}"
+            ) from None
+        raise BackendUnavailableError(f"backend 'cupy' asked for, but CuPy is not installed: {INSTALL_HINT}") from None
+    except Exception as exc:  # a CUDA library that fails to load
+        raise BackendUnavailableError(
+            f"backend 'cupy' asked for, but CuPy is installed and failed to import ({type(exc).__name__}: {exc}); "
+            f"install the build that matches your driver: {INSTALL_HINT}"
+        ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # the driver or runtime is missing
-        raise RuntimeError(f"backend 'cupy' asked for, but no usable GPU was found: {exc}") from None
+    except Exception as exc:  # no driver, or one older than CuPy's CUDA
+        raise BackendUnavailableError(
+            f"backend 'cupy' asked for: CuPy {cupy.__version__} is installed, but no usable GPU was found ({exc}). "
+            "This needs an NVIDIA GPU and its driver; if the driver is older than CuPy's CUDA "
+            f"(cudaErrorInsufficientDriver), {INSTALL_HINT}"
+        ) from None
     if count == 0:
-        raise RuntimeError("backend 'cupy' asked for, but no GPU was found (0 CUDA devices).")
+        raise BackendUnavailableError(
+            f"backend 'cupy' asked for: CuPy {cupy.__version__} is installed, but the driver reports 0 GPUs "
+            "(check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+        )
     return cupy
 
 
@@ -72,16 +103,50 @@ def cupy_available():
     """True when CuPy imports and sees at least one GPU."""
     try:
         require_cupy()
-    except RuntimeError:
+    except BackendUnavailableError:
         return False
     return True
 
 
+def check_backend(backend, where):
+    """Refuse a backend name other than "numpy" or "cupy", naming ``where`` (e.g. ``"Linear.to"``)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"{where}: expected backend 'numpy' or 'cupy', got {backend!r}")
+
+
+def default_backend():
+    """The backend named by ``$TINYNET_BACKEND`` ("numpy" when unset or empty), checked."""
+    name = os.environ.get("TINYNET_BACKEND", "").strip() or "numpy"
+    check_backend(name, "TINYNET_BACKEND")
+    return name
+
+
+def synchronize(a):
+    """Wait until the GPU has finished all work queued so far, if ``a`` is a CuPy array.
+
+    GPU work is asynchronous: a wall-clock time read without this measures only how long
+    queuing the work took. A no-op for NumPy arrays.
+    """
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        cupy.cuda.runtime.deviceSynchronize()
+
+
 def to_device(a, backend):
-    """Return ``a`` on ``backend`` ("numpy" or "cupy"); no copy when already there."""
+    """Return ``a`` on ``backend`` ("numpy" or "cupy"): a NumPy array for "numpy", a CuPy
+    array for "cupy"; no copy when it is already there.
+
+    Raises
+    ------
+    ValueError
+        For another backend name.
+    BackendUnavailableError
+        For "cupy" without CuPy or a GPU (the message says which, and how to install).
+    """
+    check_backend(backend, "to_device")
     if backend == "numpy":
         return to_numpy(a)
-    if backend == "cupy":
-        cupy = require_cupy()
-        return cupy.asarray(a)
-    raise ValueError(f"to_device: expected backend 'numpy' or 'cupy', got {backend!r}")
+    if type(a).__module__.startswith("cupy"):
+        return a
+    return require_cupy().asarray(a)

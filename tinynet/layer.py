@@ -7,7 +7,7 @@ input and *adds* the gradients of the parameters into ``p.grad``.
 
 import numpy as np
 
-from .backend import backend_name, get_array_module, to_device, to_numpy
+from .backend import backend_name, check_backend, get_array_module, to_device, to_numpy
 
 
 class Parameter:
@@ -206,7 +206,13 @@ class Layer:
             setattr(obj, attr, value)
 
     def to(self, backend):
-        """Move parameters, gradients and buffers to ``"numpy"`` or ``"cupy"``; return self."""
+        """Move parameters, gradients and buffers to ``"numpy"`` or ``"cupy"``; return self.
+
+        An optimizer's state (momentum buffers) moves with ``optimizer.to(backend)``, which
+        ``fit`` calls for you. Asking for "cupy" without CuPy or a GPU raises
+        :class:`tinynet.backend.BackendUnavailableError` saying which is missing.
+        """
+        check_backend(backend, f"{type(self).__name__}.to")
         for _, p in self.named_parameters():
             p.data = to_device(p.data, backend)
             p.grad = to_device(p.grad, backend)

@@ -1,5 +1,6 @@
 """SoftmaxCrossEntropy: softmax and the negative log-likelihood, fused and numerically stable."""
 
+from . import kernels
 from .backend import backend_name, get_array_module
 from .layer import check_input
 
@@ -23,6 +24,8 @@ class SoftmaxCrossEntropy:
     def forward(self, logits, labels):
         check_input(self, logits, ndim=2)
         self._check_labels(logits, labels)
+        if (fused := kernels.fused("softmax_cross_entropy", logits)) is not None:
+            return fused(self, logits, labels)  # CuPy: loss and probabilities in one kernel
         xp = get_array_module(logits)
         n = logits.shape[0]
         rows = xp.arange(n)
@@ -44,6 +47,9 @@ class SoftmaxCrossEntropy:
         if saved is None:
             raise RuntimeError("SoftmaxCrossEntropy: backward called without a forward before it (or twice)")
         probs, labels = saved
+        fused = kernels.fused("softmax_cross_entropy_backward", probs)
+        if fused is not None and isinstance(dloss, (int, float)):  # CuPy: one kernel, in place
+            return fused(probs, labels, dloss)
         xp = get_array_module(probs)
         n = probs.shape[0]
         probs[xp.arange(n), labels] -= 1  # probs is ours alone: reuse it as the gradient
@@ -69,6 +75,8 @@ class SoftmaxCrossEntropy:
                 f"SoftmaxCrossEntropy: logits are a {backend_name(logits)} array but labels are "
                 f"a {backend_name(labels)} array; move both to one backend"
             )
+        if kernels.capturing():  # recording a CUDA graph: no reads back to the host (the kernel guards)
+            return
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= classes:
             raise ValueError(

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 
+from . import kernels
 from .backend import backend_name, get_array_module, to_device, to_numpy
 from .layer import Parameter
 
@@ -29,11 +30,18 @@ class Optimizer:
         self.state = [{} for _ in params]  # per parameter, same order as params
 
     def zero_grad(self):
+        fused = kernels.fused("zero_grads", self.params[0].data)
+        if fused is not None and fused(self.params) is not NotImplemented:  # CuPy: one kernel for all
+            return
         for p in self.params:
             p.zero_grad()
 
     def to(self, backend):
-        """Move the optimizer state (momentum buffers, moments) to ``"numpy"`` or ``"cupy"``."""
+        """Move the optimizer state (momentum buffers, moments) to ``"numpy"`` or ``"cupy"``.
+
+        ``model.to(...)`` moves the parameters but not this state; ``fit`` calls
+        ``optimizer.to(...)`` for you, a hand-written loop must call it after ``model.to``.
+        """
         for state in self.state:
             for key, value in state.items():
                 if hasattr(value, "shape"):
@@ -105,6 +113,15 @@ class Optimizer:
         for c in self.counters:
             setattr(self, c, int(state[c]))
 
+    def _check_kind(self, p, what, value):
+        """Refuse state left on another backend than its parameter (model.to without optimizer.to)."""
+        if backend_name(value) != backend_name(p.data):
+            raise TypeError(
+                f"{type(self).__name__}: the {what} of {p.name} is a {backend_name(value)} array but the "
+                f"parameter is a {backend_name(p.data)} array; call optimizer.to({backend_name(p.data)!r}) "
+                "after model.to(...) (fit does it for you)"
+            )
+
     def _grad(self, p, weight_decay):
         """The gradient with L2 weight decay added (as PyTorch does: coupled, not AdamW)."""
         if p.grad.shape != p.data.shape:
@@ -145,10 +162,15 @@ class SGD(Optimizer):
         self.momentum, self.weight_decay, self.nesterov = float(momentum), float(weight_decay), bool(nesterov)
 
     def step(self):
+        fused = kernels.fused("sgd_step", self.params[0].data)
+        if fused is not None and fused(self) is not NotImplemented:  # CuPy: one kernel for all parameters
+            return
         for p, state in zip(self.params, self.state):
             g = self._grad(p, self.weight_decay)
             if self.momentum:
                 buf = state.get("momentum_buffer")
+                if buf is not None:
+                    self._check_kind(p, "momentum buffer", buf)
                 if buf is None:
                     buf = state["momentum_buffer"] = g.copy()
                 else:
@@ -188,6 +210,7 @@ class Adam(Optimizer):
             xp = get_array_module(p.data)
             if "m" not in state:
                 state["m"], state["v"] = xp.zeros_like(p.data), xp.zeros_like(p.data)
+            self._check_kind(p, "first moment", state["m"])
             m, v = state["m"], state["v"]
             m *= b1
             m += (1 - b1) * g

@@ -1,5 +1,6 @@
 """Element-wise activations: ReLU, Sigmoid, Tanh. Shapes: any (N, ...) -> same."""
 
+from .. import kernels
 from ..backend import get_array_module
 from ..layer import Layer, check_grad, check_input
 
@@ -17,6 +18,8 @@ class ReLU(Layer):
     def backward(self, dy):
         (y,) = self.saved()
         check_grad(self, dy, y.shape)
+        if (fused := kernels.fused("relu_backward", dy)) is not None:  # CuPy: one kernel (tinynet/kernels)
+            return fused(y, dy)
         return dy * (y > 0)
 
 

@@ -12,6 +12,7 @@ batch statistic, running_var stores the *unbiased* variance, running stats start
 
 import numpy as np
 
+from .. import kernels
 from ..backend import get_array_module
 from ..layer import Layer, Parameter, check_grad, check_input
 
@@ -69,6 +70,8 @@ class BatchNorm(Layer):
                 f"BatchNorm: training needs a batch of at least 2 to compute a variance, got shape {tuple(x.shape)}; "
                 "use a larger batch or call .eval()"
             )
+        if self.gradient == "simplified" and (fused := kernels.fused("batchnorm_forward", x)) is not None:
+            return fused(self, x)  # CuPy: statistics, running averages, xhat and y in two kernels
         mu = x.mean(axis=0)  # (C,)
         xc = x - mu  # (N, C), centred first: two passes, never E[x^2] - E[x]^2
         var = (xc * xc).mean(axis=0)  # (C,) biased: this is what normalises
@@ -85,6 +88,8 @@ class BatchNorm(Layer):
     def backward(self, dy):
         batch_stats, xhat, inv_std, xc = self.saved()
         check_grad(self, dy, xhat.shape)
+        if batch_stats and self.gradient == "simplified" and (fused := kernels.fused("batchnorm_backward", dy)) is not None:
+            return fused(self, dy, xhat, inv_std)  # CuPy: the same formula in two kernels
         gamma = self.gamma.data
         dgamma = (dy * xhat).sum(axis=0)  # (C,)
         dbeta = dy.sum(axis=0)  # (C,)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .. import kernels
 from ..init import get_initialiser
 from ..layer import Layer, Parameter, check_grad, check_input, check_rng
 
@@ -31,6 +32,10 @@ class Linear(Layer):
     weight (in_features, out_features), bias (out_features,).
     """
 
+    # False when nothing needs dL/dx (fit sets it on a layer reading the data): backward then
+    # returns None and skips its largest product
+    input_grad = True
+
     def __init__(self, in_features, out_features, bias=True, init="he", rng=None, dtype=np.float32):
         check_positive_int("Linear", "in_features", in_features)
         check_positive_int("Linear", "out_features", out_features)
@@ -44,6 +49,8 @@ class Linear(Layer):
     def forward(self, x):
         check_input(self, x, ndim=2, features=self.in_features, like=self.weight.data)
         self.save_for_backward(x)
+        if (fused := kernels.fused("linear_forward", x)) is not None:  # CuPy: our cuBLAS call, graph-capturable
+            return fused(self, x)
         y = x @ self.weight.data  # (N, in) @ (in, out) -> (N, out)
         if self.bias is not None:
             y += self.bias.data  # in place: no second (N, out) temporary
@@ -52,9 +59,13 @@ class Linear(Layer):
     def backward(self, dy):
         (x,) = self.saved()
         check_grad(self, dy, (x.shape[0], self.out_features))
+        if (fused := kernels.fused("linear_backward", dy)) is not None:  # CuPy: gradient added inside the GEMM
+            return fused(self, x, dy)
         self.weight.grad += x.T @ dy  # (in, N) @ (N, out) -> (in, out)
         if self.bias is not None:
             self.bias.grad += dy.sum(axis=0)  # (out,)
+        if not self.input_grad:
+            return None
         return dy @ self.weight.data.T  # (N, out) @ (out, in) -> (N, in)
 
     def extra_repr(self):

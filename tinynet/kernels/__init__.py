@@ -1,0 +1,125 @@
+"""Fused CuPy kernels, living beside the plain code and used only on CuPy arrays.
+
+The plain NumPy-API code in ``tinynet/layers`` is the reference: it is what NumPy runs and
+what a student reads. On a GPU that code is correct but launch-bound — every ``+``, ``*`` or
+``.sum()`` is one CUDA kernel, each costing ~10-20 µs of launch overhead — so the hot ops
+have fused versions here that do the same arithmetic in one or two kernels:
+
+=========================  =====================================  ==========================
+name                       plain code (reference)                 fused version
+=========================  =====================================  ==========================
+relu_backward              ``ReLU.backward``                      activations.py, 1 kernel
+batchnorm_forward          ``BatchNorm.forward`` (training)       batchnorm.py, 2 kernels
+batchnorm_backward         ``BatchNorm.backward`` (simplified)    batchnorm.py, 2 kernels
+linear_forward / _backward ``Linear.forward`` / ``.backward``     linear.py, cuBLAS via blas.py
+softmax_cross_entropy(*)   ``SoftmaxCrossEntropy``                softmax_ce.py, 1 kernel each
+sgd_step, zero_grads       ``SGD.step``, ``Optimizer.zero_grad``  optim.py, 1 kernel for all
+dropout_keep               ``Dropout.forward``'s mask             dropout.py, drawn on device
+=========================  =====================================  ==========================
+
+Selection happens in one place, :func:`fused`: a layer asks ``kernels.fused(name, x)`` and
+gets the fused function when ``x`` is a float32/float64 CuPy array and fused kernels are on,
+else ``None`` and it runs its plain code. Each fused function is tested equal to the plain
+path in ``tests/test_kernels.py``. ``use_fused(False)`` switches them off (for comparisons).
+
+Nothing here imports CuPy until a CuPy array arrives, so NumPy-only installs never touch it.
+"""
+
+import contextlib
+import importlib
+import threading
+
+__all__ = ["fused", "use_fused", "fused_enabled", "capturing", "NAMES"]
+
+# name -> (module in this package, function): the one table of what is fused
+_TABLE = {
+    "relu_backward": ("activations", "relu_backward"),
+    "batchnorm_forward": ("batchnorm", "forward"),
+    "batchnorm_backward": ("batchnorm", "backward"),
+    "linear_forward": ("linear", "forward"),
+    "linear_backward": ("linear", "backward"),
+    "softmax_cross_entropy": ("softmax_ce", "forward"),
+    "softmax_cross_entropy_backward": ("softmax_ce", "backward"),
+    "sgd_step": ("optim", "sgd_step"),
+    "zero_grads": ("optim", "zero_grads"),
+    "dropout_keep": ("dropout", "keep_mask"),
+}
+NAMES = tuple(_TABLE)
+_FLOAT_KINDS = ("float32", "float64")
+
+
+class _State(threading.local):
+    enabled = True
+    capture_depth = 0  # > 0 while tinynet.cuda_graph records a training step
+
+
+_state = _State()
+_resolved = {}
+
+
+def fused(name, array):
+    """Return the fused CuPy function for ``name`` if ``array`` is a CuPy float array, else None.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`NAMES`.
+    array : ndarray
+        The array the caller is about to compute on (its backend decides).
+
+    Returns
+    -------
+    callable or None
+        None for NumPy arrays, non-float dtypes, or while ``use_fused(False)`` is active.
+    """
+    if name not in _TABLE:
+        raise ValueError(f"kernels.fused: unknown kernel {name!r}; expected one of {NAMES}")
+    if not type(array).__module__.startswith("cupy") or not _state.enabled:
+        return None
+    if array.dtype.name not in _FLOAT_KINDS:
+        return None
+    function = _resolved.get(name)
+    if function is None:
+        module, attr = _TABLE[name]
+        function = _resolved[name] = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    return function
+
+
+def fused_enabled():
+    """True unless a ``use_fused(False)`` block is active in this thread."""
+    return _state.enabled
+
+
+@contextlib.contextmanager
+def use_fused(enabled=True):
+    """Within the block, fused kernels are on (default) or off, in this thread only.
+
+    ``with use_fused(False):`` runs the plain code on CuPy arrays too: the reference that
+    the fused kernels are tested against, and the "straightforward CuPy" of the benchmarks.
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"use_fused: expected True or False, got {enabled!r}")
+    previous, _state.enabled = _state.enabled, enabled
+    try:
+        yield
+    finally:
+        _state.enabled = previous
+
+
+def capturing():
+    """True while a training step is being recorded as a CUDA graph (see tinynet.cuda_graph).
+
+    Code that would read a value back to the host (a sync) or copy from the host must not
+    run then: the recording would not contain it, or would fail.
+    """
+    return _state.capture_depth > 0
+
+
+@contextlib.contextmanager
+def _capture_scope():
+    """Mark this thread as recording a CUDA graph (used by tinynet.cuda_graph only)."""
+    _state.capture_depth += 1
+    try:
+        yield
+    finally:
+        _state.capture_depth -= 1

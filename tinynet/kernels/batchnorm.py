@@ -1,0 +1,176 @@
+"""BatchNorm's training forward and its simplified backward, two kernels each.
+
+The plain code (``tinynet/layers/batchnorm.py``) is the reference and spells out every
+step; it costs about fifteen launches forward and as many backward. Here:
+
+forward   ``bn_stats``      per column: mean, biased variance (two passes, centred first, in
+                            double), inv_std = 1/sqrt(var + eps), and both running averages
+                            updated in place (running_var gets the unbiased variance)
+          ``bn_normalize``  xhat = (x - mean) * inv_std and y = gamma * xhat + beta
+backward  ``bn_grad_sums``  per column: dbeta = sum(dy), dgamma = sum(dy * xhat), added into
+                            the gradients, and the three per-column coefficients of dx
+          ``bn_grad_x``     dx = k1 * dy - k2 - xhat * k3, with k1 = gamma * inv_std,
+                            k2 = k1 * dbeta / m, k3 = k1 * dgamma / m: the simplified form
+                            (inv_std / m) * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+                            with dxhat = dy * gamma, multiplied out
+"""
+
+import cupy
+
+from ._cuda import column_grid, contiguous, kernel, row_launch, scalar
+
+SOURCE = r"""
+// x is (n, c), row-major. A block of 32 x 32 threads owns 32 columns: threadIdx.x picks the
+// column (so a warp reads 32 neighbouring floats of a row), threadIdx.y strides down the rows.
+extern "C" __global__ void bn_stats(const T* x, long long n, long long c,
+                                    T eps, T keep, T new_mean, T new_var,
+                                    T* mean, T* inv_std, T* running_mean, T* running_var) {
+    __shared__ double part[32][33];
+    __shared__ double mu_of[32];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const long long col = (long long)blockIdx.x * 32 + tx;
+    double s = 0;
+    if (col < c)
+        for (long long r = ty; r < n; r += 32) s += (double)x[r * c + col];
+    part[ty][tx] = s;
+    __syncthreads();
+    if (ty == 0) {
+        double t = 0;
+        for (int k = 0; k < 32; ++k) t += part[k][tx];
+        mu_of[tx] = t / (double)n;
+    }
+    __syncthreads();
+    const double mu = mu_of[tx];
+    double q = 0;  // second pass over the centred values: never E[x^2] - E[x]^2
+    if (col < c)
+        for (long long r = ty; r < n; r += 32) {
+            const double d = (double)x[r * c + col] - mu;
+            q += d * d;
+        }
+    part[ty][tx] = q;  // every read of the first sums happened before the last barrier
+    __syncthreads();
+    if (ty == 0 && col < c) {
+        double t = 0;
+        for (int k = 0; k < 32; ++k) t += part[k][tx];
+        const double var = t / (double)n;  // biased: this one normalises
+        mean[col] = (T)mu;
+        inv_std[col] = (T)(1.0 / sqrt(var + (double)eps));
+        running_mean[col] = running_mean[col] * keep + new_mean * (T)mu;
+        running_var[col] = running_var[col] * keep + new_var * (T)var;  // new_var = momentum * m / (m - 1)
+    }
+}
+
+// One block per row at a time (grid-stride over rows), its threads along the row.
+extern "C" __global__ void bn_normalize(const T* x, const T* mean, const T* inv_std,
+                                        const T* gamma, const T* beta, T* xhat, T* y,
+                                        long long n, long long c) {
+    for (long long r = blockIdx.x; r < n; r += gridDim.x)
+        for (long long j = threadIdx.x; j < c; j += blockDim.x) {
+            const long long i = r * c + j;
+            const T h = (x[i] - mean[j]) * inv_std[j];
+            xhat[i] = h;
+            y[i] = gamma[j] * h + beta[j];
+        }
+}
+
+extern "C" __global__ void bn_grad_sums(const T* dy, const T* xhat, const T* gamma, const T* inv_std,
+                                        long long n, long long c,
+                                        T* gamma_grad, T* beta_grad, T* coef) {
+    __shared__ double part_g[32][33];
+    __shared__ double part_b[32][33];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const long long col = (long long)blockIdx.x * 32 + tx;
+    double sg = 0, sb = 0;
+    if (col < c)
+        for (long long r = ty; r < n; r += 32) {
+            const double g = (double)dy[r * c + col];
+            sb += g;
+            sg += g * (double)xhat[r * c + col];
+        }
+    part_g[ty][tx] = sg;
+    part_b[ty][tx] = sb;
+    __syncthreads();
+    if (ty == 0 && col < c) {
+        double dgamma = 0, dbeta = 0;
+        for (int k = 0; k < 32; ++k) {
+            dgamma += part_g[k][tx];
+            dbeta += part_b[k][tx];
+        }
+        gamma_grad[col] += (T)dgamma;
+        beta_grad[col] += (T)dbeta;
+        const double k1 = (double)gamma[col] * (double)inv_std[col];
+        coef[col] = (T)k1;
+        coef[c + col] = (T)(k1 * dbeta / (double)n);
+        coef[2 * c + col] = (T)(k1 * dgamma / (double)n);
+    }
+}
+
+extern "C" __global__ void bn_grad_x(const T* dy, const T* xhat, const T* coef, T* dx,
+                                     long long n, long long c) {
+    for (long long r = blockIdx.x; r < n; r += gridDim.x)
+        for (long long j = threadIdx.x; j < c; j += blockDim.x) {
+            const long long i = r * c + j;
+            dx[i] = coef[j] * dy[i] - coef[c + j] - xhat[i] * coef[2 * c + j];
+        }
+}
+"""
+
+
+def _writable(a, dtype):
+    """True if a kernel may write ``a`` in place: a C-contiguous CuPy array of ``dtype``."""
+    return isinstance(a, cupy.ndarray) and a.flags.c_contiguous and a.dtype == dtype
+
+
+def forward(layer, x):
+    """BatchNorm's training forward for a CuPy x (N, C); updates the running statistics in place.
+
+    The layer has checked x (2-D, C features, N >= 2, its dtype and backend). Saves for
+    backward what the plain forward saves, except the centred x, which only the "paper"
+    backward reads (the layer uses this path only with gradient="simplified").
+    """
+    (x,) = contiguous(x)
+    n, c = x.shape
+    dtype = x.dtype
+    mean, inv_std = cupy.empty(c, dtype), cupy.empty(c, dtype)
+    rm, rv = layer.running_mean, layer.running_var
+    in_place = _writable(rm, dtype) and _writable(rv, dtype)
+    if not in_place:  # unusual buffers (another dtype, a view): update copies, then assign back
+        rm, rv = cupy.array(rm, dtype=dtype), cupy.array(rv, dtype=dtype)
+    m = layer.momentum
+    grid, block = column_grid(c)
+    kernel(SOURCE, dtype, "bn_stats")(
+        grid, block,
+        (x, n, c, scalar(dtype, layer.eps), scalar(dtype, 1 - m), scalar(dtype, m), scalar(dtype, m * n / (n - 1)),
+         mean, inv_std, rm, rv),
+    )
+    if not in_place:
+        layer.running_mean[...] = rm
+        layer.running_var[...] = rv
+    gamma, beta = contiguous(layer.gamma.data, layer.beta.data)
+    xhat, y = cupy.empty_like(x), cupy.empty_like(x)
+    grid, block = row_launch(n, c)
+    kernel(SOURCE, dtype, "bn_normalize")(grid, block, (x, mean, inv_std, gamma, beta, xhat, y, n, c))
+    layer.save_for_backward(True, xhat, inv_std, None)
+    return y
+
+
+def backward(layer, dy, xhat, inv_std):
+    """The simplified backward with batch statistics: adds into gamma.grad, beta.grad; returns dx."""
+    (dy,) = contiguous(dy.astype(xhat.dtype, copy=False))
+    n, c = dy.shape
+    dtype = dy.dtype
+    gamma = contiguous(layer.gamma.data)[0]
+    gg, bg = layer.gamma.grad, layer.beta.grad
+    in_place = _writable(gg, dtype) and _writable(bg, dtype) and gg.shape == bg.shape == (c,)
+    if not in_place:  # accumulate into zeros, then add the way the plain code does
+        gg, bg = cupy.zeros(c, dtype), cupy.zeros(c, dtype)
+    coef = cupy.empty(3 * c, dtype)
+    grid, block = column_grid(c)
+    kernel(SOURCE, dtype, "bn_grad_sums")(grid, block, (dy, xhat, gamma, inv_std, n, c, gg, bg, coef))
+    if not in_place:
+        layer.gamma.grad += gg
+        layer.beta.grad += bg
+    dx = cupy.empty_like(dy)
+    grid, block = row_launch(n, c)
+    kernel(SOURCE, dtype, "bn_grad_x")(grid, block, (dy, xhat, coef, dx, n, c))
+    return dx

@@ -1,0 +1,148 @@
+"""SGD's step and zero_grad over every parameter in one launch each ("multi-tensor" kernels).
+
+The plain ``SGD.step`` costs four launches per parameter (buf *= m, buf += g, lr * g,
+p -= ...) and ``zero_grad`` one per parameter; for the MNIST MLP that is ~40 launches of
+tiny kernels per step. Here one kernel walks a flat index over all parameters: tensor t
+owns [offsets[t], offsets[t+1]), and tables of device pointers say where each one lives.
+The tables are built once per set of arrays (a host-to-device copy) and cached; a CUDA
+graph capture reuses them and must never build one (see tinynet.cuda_graph).
+
+The kernel is compiled without fused multiply-add, so every rounding happens where the
+plain code rounds: the result is the plain step's, bit for bit.
+"""
+
+import cupy
+import numpy as np
+
+from . import capturing
+from ._cuda import flat_grid, kernel, scalar
+
+OPTIONS = ("--fmad=false",)
+
+SOURCE = r"""
+__device__ __forceinline__ int tensor_of(long long i, const long long* offsets) {
+    int t = 0;
+    while (i >= offsets[t + 1]) ++t;
+    return t;
+}
+
+// Per element, PyTorch's rule: g = grad + wd * p; b = m * b + g; g = nesterov ? g + m * b : b;
+// p -= lr * g. A zero momentum buffer makes the first step b = g, as the plain code's copy.
+extern "C" __global__ void sgd_multi(T* const* params, T* const* grads, T* const* bufs,
+                                     const long long* offsets, int count,
+                                     T lr, T momentum, T weight_decay, int nesterov) {
+    const long long total = offsets[count];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int t = tensor_of(i, offsets);
+        const long long j = i - offsets[t];
+        T* p = params[t];
+        T g = grads[t][j];
+        if (weight_decay != (T)0) g = g + weight_decay * p[j];
+        if (momentum != (T)0) {
+            const T b = bufs[t][j] * momentum + g;
+            bufs[t][j] = b;
+            g = nesterov ? g + momentum * b : b;
+        }
+        p[j] = p[j] - lr * g;
+    }
+}
+
+extern "C" __global__ void zero_multi(T* const* ptrs, const long long* offsets, int count) {
+    const long long total = offsets[count];
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const int t = tensor_of(i, offsets);
+        ptrs[t][i - offsets[t]] = (T)0;
+    }
+}
+"""
+
+_tables = {}  # (pointers..., sizes) -> device tables; a handful of entries per model
+
+
+def _table(columns, sizes):
+    """Device arrays: one uint64 pointer table per column of arrays, and the int64 offsets."""
+    key = (tuple(tuple(a.data.ptr for a in column) for column in columns), tuple(sizes))
+    tables = _tables.get(key)
+    if tables is None:
+        if capturing():
+            raise RuntimeError(
+                "fused SGD: a new set of parameter arrays appeared while a CUDA graph was being "
+                "captured; run one eager step first (tinynet.cuda_graph does)"
+            )
+        if len(_tables) >= 16:  # old models' tables: drop them (they keep their arrays alive)
+            _tables.clear()
+        offsets = cupy.asarray(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
+        pointers = [cupy.asarray(np.array([a.data.ptr for a in column], dtype=np.uint64)) for column in columns]
+        # keep the arrays alive with their table: a freed array's address could be reused
+        tables = _tables[key] = (pointers, offsets, columns)
+    return tables[0], tables[1]
+
+
+def _usable(a, like):
+    """A CuPy array a kernel can read and write as ``like``'s flat storage."""
+    return (isinstance(a, cupy.ndarray) and a.flags.c_contiguous and a.dtype == like.dtype
+            and a.shape == like.shape)
+
+
+def _groups(params):
+    """Parameters grouped by dtype, or None if any is not a C-contiguous CuPy array."""
+    groups = {}
+    for p in params:
+        if not (isinstance(p.data, cupy.ndarray) and p.data.flags.c_contiguous):
+            return None
+        groups.setdefault(p.data.dtype, []).append(p)
+    return groups
+
+
+def zero_grads(params):
+    """Set every ``p.grad`` to zero in one launch per dtype; NotImplemented if some grad
+    is missing or unusual (the plain ``zero_grad`` then replaces it with fresh zeros)."""
+    groups = _groups(params)
+    if groups is None or not all(_usable(p.grad, p.data) for p in params):
+        return NotImplemented
+    for dtype, group in groups.items():
+        sizes = [p.data.size for p in group]
+        (pointers,), offsets = _table([[p.grad for p in group]], sizes)
+        kernel(SOURCE, dtype, "zero_multi")(flat_grid(sum(sizes)), (256,), (pointers, offsets, np.int32(len(group))))
+    return None
+
+
+def sgd_step(opt):
+    """One SGD step (momentum, Nesterov, weight decay) over all of ``opt.params``.
+
+    Returns NotImplemented, changing nothing, when some array is not one the kernel can
+    take (not contiguous, gradient of another shape or kind): the plain step then runs and
+    raises its own clear errors.
+    """
+    params = opt.params
+    groups = _groups(params)
+    if groups is None or not all(_usable(p.grad, p.data) for p in params):
+        return NotImplemented
+    for p, state in zip(params, opt.state):
+        buf = state.get("momentum_buffer")
+        if buf is not None and not _usable(buf, p.data):
+            if type(buf).__module__.startswith("numpy"):
+                raise TypeError(
+                    f"SGD: the momentum buffer of {p.name} is a numpy array but the parameter is a cupy "
+                    "array; call optimizer.to('cupy') after model.to('cupy') (fit does it for you)"
+                )
+            return NotImplemented
+    if opt.momentum:
+        for p, state in zip(params, opt.state):
+            if state.get("momentum_buffer") is None:  # zero, then b = m * 0 + g = g: the plain first step
+                state["momentum_buffer"] = cupy.zeros_like(p.data)
+    index = {id(p): i for i, p in enumerate(params)}
+    for dtype, group in groups.items():
+        sizes = [p.data.size for p in group]
+        bufs = [opt.state[index[id(p)]].get("momentum_buffer", p.data) for p in group]  # unused without momentum
+        (param_ptrs, grad_ptrs, buf_ptrs), offsets = _table(
+            [[p.data for p in group], [p.grad for p in group], bufs], sizes)
+        kernel(SOURCE, dtype, "sgd_multi", OPTIONS)(
+            flat_grid(sum(sizes)), (256,),
+            (param_ptrs, grad_ptrs, buf_ptrs, offsets, np.int32(len(group)),
+             scalar(dtype, opt.lr), scalar(dtype, opt.momentum), scalar(dtype, opt.weight_decay),
+             np.int32(bool(opt.nesterov))),
+        )
+    return None

@@ -145,6 +145,10 @@ HINTS = {
         "(wrong shape), naming the layer; tinynet.layer.check_input(self, x) does that for you."
     ),
     "not_finite": "The result contains inf or nan: look for an overflow, a division by zero or log(0).",
+    "shape_mismatch": (
+        "Two arrays whose shapes do not fit met in a product or a sum. Write each array's shape next to "
+        "its line (x (N, in), weight (in, out), dy (N, out), ...): usually a transpose or an axis= is missing."
+    ),
 }
 
 
@@ -318,7 +322,9 @@ def _describe_crash(exc, student_file):
 
 
 def _crash_hint(exc):
-    return "transposed" if isinstance(exc, ValueError) and "matmul" in str(exc) else None
+    text = str(exc)
+    shapes = isinstance(exc, ValueError) and any(w in text for w in ("matmul", "broadcast", "not aligned"))
+    return "shape_mismatch" if shapes else None
 
 
 # --------------------------------------------------------------------------- comparing values
@@ -476,9 +482,13 @@ class Lab:
     def reference(self):
         return self.directory / "reference.py"
 
+    def checks_module(self):
+        """Import the lab's ``checks.py`` afresh (its settings, such as lab 6's STEPS, can then be changed)."""
+        return load_module(self.directory / "checks.py", f"tinynet_lab{self.number:02d}_checks")
+
     def checks(self):
         """Import the lab's ``checks.py`` and return its ``CHECKS``."""
-        module = load_module(self.directory / "checks.py", f"tinynet_lab{self.number:02d}_checks")
+        module = self.checks_module()
         checks = getattr(module, "CHECKS", None)
         if not isinstance(checks, Checks) or checks.number != self.number:
             raise RuntimeError(f"{self.directory / 'checks.py'}: expected CHECKS = Checks({self.number}, ...)")

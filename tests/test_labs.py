@@ -1,0 +1,547 @@
+"""The course labs and their grader.
+
+Every lab passes with tinynet's own code plugged in (reference.py) and with a solution
+written here the way a student would write it; the untouched stubs fail every item with
+their NotImplementedError("Lab N: ..."); and each classic mistake, planted once into that
+student-style solution, fails the item that catches it with the hint that names it.
+Every hint the grader knows is planted at least once (test_every_hint_is_planted).
+"""
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+import tinynet as tn
+from tinynet import grading
+from tinynet.cli import main
+from tinynet.layer import check_input
+
+LAB_NUMBERS = [1, 2, 3, 4, 5, 6]
+
+
+def grade_namespace(number, sub, only=None):
+    return grading.run_checks(grading.get_lab(number).checks(), sub, only=only)
+
+
+class Namespace:
+    """A stand-in for a student's module: just the names a lab asks for."""
+
+    def __init__(self, **names):
+        self.__dict__.update(names)
+
+
+# --------------------------------------------------------------------------- reference and stubs
+@pytest.mark.parametrize("number", LAB_NUMBERS)
+def test_reference_passes_every_item(number):
+    report = grading.grade(number, reference=True)
+    failed = [(r.title, r.message) for r in report.results if not r.passed]
+    assert not failed and report.passed, report.format()
+
+
+@pytest.mark.parametrize("number", LAB_NUMBERS)
+def test_untouched_stubs_fail_every_item_as_not_implemented(number):
+    report = grading.grade(number)
+    assert report.results
+    for r in report.results:
+        assert r.status == grading.TODO, f"{r.title}: {r.status} {r.message} (is labs/ student.py filled in?)"
+        assert r.message.startswith(f"not implemented yet: Lab {number}:")
+    assert not report.passed and "0/" in report.format()
+
+
+# --------------------------------------------------------------------------- lab 1: written the student's way
+class Linear(tn.Layer):
+    mistake = None
+
+    def __init__(self, in_features, out_features, bias=True, rng=None, dtype=np.float32):
+        rng = np.random.default_rng() if rng is None else rng
+        w = rng.standard_normal((in_features, out_features)) / np.sqrt(in_features)
+        self.weight = tn.Parameter(w.astype(dtype), "weight")
+        self.bias = tn.Parameter(np.zeros(out_features, dtype), "bias") if bias else None
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        y = x @ self.weight.data
+        if self.bias is not None and self.mistake != "missing_bias":
+            y = y + self.bias.data
+        return y.astype(np.float64) if self.mistake == "dtype_changed" else y
+
+    def backward(self, dy):
+        (x,) = self.saved()
+        mk = self.mistake
+        dw = x[:1].T @ dy[:1] if mk == "sum_over_batch" else x.T @ dy
+        db = {"sum_over_batch": dy[0], "extra_1_over_m": dy.mean(axis=0)}.get(mk, dy.sum(axis=0))
+        if mk == "grad_overwritten":
+            self.weight.grad, self.bias.grad = dw, db
+        else:
+            self.weight.grad += dw
+            if self.bias is not None:
+                self.bias.grad += db
+        if mk == "shape_mismatch":
+            return dy @ self.weight.data  # (N, out) @ (in, out): the transpose is missing
+        return self.weight.data @ dy.T if mk == "transposed" else dy @ self.weight.data.T
+
+
+class ReLU(tn.Layer):
+    mistake = None
+
+    def forward(self, x):
+        if self.mistake == "input_modified":
+            x[x < 0] = 0
+            self.save_for_backward(x)
+            return x
+        y = np.maximum(x, 0)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, dy):
+        (y,) = self.saved()
+        if self.mistake == "relu_times_output":
+            return dy * y
+        if self.mistake == "not_finite":
+            return dy / (y > 0)  # 1/0 where x < 0
+        return dy * (y > 0)
+
+
+def planted(cls, mistake):
+    return type(cls.__name__, (cls,), {"mistake": mistake})
+
+
+def lab1(linear=None, relu=None):
+    return Namespace(Linear=planted(Linear, linear), ReLU=planted(ReLU, relu))
+
+
+# --------------------------------------------------------------------------- lab 2
+class SoftmaxCrossEntropy:
+    mistake = None
+
+    def __call__(self, z, labels):
+        n, rows, mk = len(z), np.arange(len(z)), self.mistake
+        if mk == "unstable_softmax":
+            e = np.exp(z)
+            p = e / e.sum(axis=1, keepdims=True)
+            logp = np.log(p[rows, labels])
+        else:
+            s = z - z.max(axis=1, keepdims=True)
+            e = np.exp(s)
+            p = e / e.sum(axis=1, keepdims=True)
+            logp = np.log(p[rows, labels]) if mk == "log_of_softmax" else s[rows, labels] - np.log(e.sum(axis=1))
+        self.p, self.labels = p, labels
+        return -logp.sum() if mk == "loss_summed" else -logp.mean()
+
+    def backward(self, dloss=1.0):
+        g = self.p.copy()
+        g[np.arange(len(g)), self.labels] -= 1
+        if self.mistake == "sign_flipped":
+            g = -g
+        return g * dloss if self.mistake == "missing_1_over_m" else g * (dloss / len(g))
+
+
+def lab2(mistake=None):
+    return Namespace(SoftmaxCrossEntropy=planted(SoftmaxCrossEntropy, mistake))
+
+
+# --------------------------------------------------------------------------- lab 3
+class BatchNorm3(tn.Layer):
+    """Forward and the paper's backward, one classic mistake switchable at a time."""
+
+    buffers = ("running_mean", "running_var")
+    mistake = None
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+        self.eps, self.momentum = eps, momentum
+        self.gamma = tn.Parameter(np.ones(num_features, dtype), "gamma")
+        self.beta = tn.Parameter(np.zeros(num_features, dtype), "beta")
+        self.running_mean = np.zeros(num_features, dtype)
+        self.running_var = np.ones(num_features, dtype)
+
+    def forward(self, x):
+        mk = self.mistake
+        if not self.training and mk != "eval_uses_batch_stats":
+            inv = 1 / np.sqrt(self.running_var + (2 * self.eps if mk == "eps_twice" else self.eps))
+            xhat = (x - self.running_mean) * inv
+            if mk == "eval_updates_running":
+                self.running_mean = 0.5 * self.running_mean
+            self.save_for_backward(False, x, xhat, inv)
+            return self.gamma.data * xhat + self.beta.data
+        m = len(x)
+        if m < 2 and mk != "batch_of_one":
+            raise ValueError(f"BatchNorm: training needs a batch of at least 2, got {m}")
+        mu = x.mean(axis=0)
+        var = (x * x).mean(axis=0) - mu * mu if mk == "naive_variance" else ((x - mu) ** 2).mean(axis=0)
+        norm_var = var * m / (m - 1) if mk == "unbiased_normalisation" else var
+        inv = 1 / (np.sqrt(norm_var) + self.eps) if mk == "eps_outside_sqrt" else 1 / np.sqrt(norm_var + self.eps)
+        xhat = (x - mu) * inv
+        if mk != "running_not_updated":
+            w = 1 - self.momentum if mk == "momentum_reversed" else self.momentum
+            stored = var if mk == "biased_running_var" else var * (m / (m - 1))
+            self.running_mean = (1 - w) * self.running_mean + w * mu
+            self.running_var = (1 - w) * self.running_var + w * stored
+        self.save_for_backward(True, x, xhat, inv)
+        y = (self.gamma.data * x if mk == "gamma_times_x" else self.gamma.data * xhat) + self.beta.data
+        return y.astype(np.float64) if mk == "dtype_changed" else y
+
+    def backward(self, dy):
+        batch_stats, x, xhat, inv = self.saved()
+        mk = self.mistake
+        dgamma, dbeta = (dy * xhat).sum(axis=0), dy.sum(axis=0)
+        if mk == "grad_overwritten":
+            self.gamma.grad, self.beta.grad = dgamma, dbeta
+        else:
+            self.gamma.grad += dgamma
+            self.beta.grad += dbeta
+        dxhat = dy * self.gamma.data
+        m = len(x)
+        if not batch_stats:
+            if mk == "eval_backward":  # the training formula, with the running statistics
+                return inv / m * (m * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
+            return dxhat * inv
+        if mk == "stats_as_constants":
+            return dxhat * inv
+        xc = x - x.mean(axis=0)
+        dvar = 0 * inv if mk == "missing_dvar" else (dxhat * xc).sum(axis=0) * -0.5 * inv**3
+        dmu = (-dxhat * inv).sum(axis=0) + dvar * (-2 * xc).mean(axis=0)
+        if mk == "missing_dmu":
+            dmu = 0 * dmu
+        k = 1 if mk == "missing_1_over_m" else m
+        return dxhat * inv + dvar * 2 * xc / k + dmu / k
+
+
+def lab3(mistake=None):
+    return Namespace(BatchNorm=planted(BatchNorm3, mistake))
+
+
+# --------------------------------------------------------------------------- lab 4
+class BatchNorm4(tn.BatchNorm):
+    """The stub's subclass of tn.BatchNorm, with the simplified backward filled in."""
+
+    mistake = None
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+        super().__init__(num_features, eps, momentum, gradient="simplified", dtype=dtype)
+
+    def backward(self, dy):
+        batch_stats, xhat, inv_std, xc = self.saved()  # the layout the stub documents
+        self.gamma.grad += (dy * xhat).sum(axis=0)
+        self.beta.grad += dy.sum(axis=0)
+        dxhat = dy * self.gamma.data
+        if not batch_stats:
+            return dxhat * inv_std
+        m, mk = len(dy), self.mistake
+        g = dy if mk == "sums_over_dy" else dxhat
+        k = 1 if mk == "missing_1_over_m" else m
+        return inv_std / k * (m * dxhat - g.sum(axis=0) - xhat * (g * xhat).sum(axis=0))
+
+
+def time_backward(m, c, repeats=20, rng=None):
+    x = rng.standard_normal((m, c)).astype(np.float32)
+    times = {}
+    for form, layer in (("paper", tn.BatchNorm(c, gradient="paper")), ("simplified", BatchNorm4(c))):
+        layer(x)
+        start = time.perf_counter()
+        layer.backward(x)
+        times[form] = time.perf_counter() - start
+    return times
+
+
+def lab4(mistake=None, timer=time_backward):
+    return Namespace(BatchNorm=planted(BatchNorm4, mistake), time_backward=timer)
+
+
+# --------------------------------------------------------------------------- lab 5
+class LeakyReLU(tn.Layer):
+    mistake = None
+    slope = 0.1
+
+    def forward(self, x):
+        mk = self.mistake
+        if mk != "refuse_bad_input":
+            check_input(self, x)
+        if mk == "input_modified":
+            x[x < 0] *= self.slope
+            self.save_for_backward(x > 0)
+            return x
+        self.save_for_backward(x > 0)
+        y = np.where(x > 0, x, self.slope * x)
+        return y.astype(np.float64) if mk == "dtype_changed" else y
+
+    def backward(self, dy):
+        (positive,) = self.saved()
+        if self.mistake == "forgot_slope":
+            return dy * positive
+        return np.where(positive, dy, self.slope * dy)
+
+
+class PReLU(tn.Layer):
+    """LeakyReLU with a learned slope per feature: a layer with a parameter."""
+
+    mistake = None
+
+    def __init__(self, features=6, dtype=np.float32):
+        self.alpha = tn.Parameter(np.full(features, 0.25, dtype), "alpha")
+
+    def forward(self, x):
+        check_input(self, x, ndim=2, like=self.alpha.data)
+        self.save_for_backward(x)
+        return np.where(x > 0, x, self.alpha.data * x)
+
+    def backward(self, dy):
+        (x,) = self.saved()
+        dalpha = (dy * np.where(x > 0, 0, x)).sum(axis=0)
+        if self.mistake == "grad_overwritten":
+            self.alpha.grad = dalpha
+        else:
+            self.alpha.grad += dalpha
+        return np.where(x > 0, dy, self.alpha.data * dy)
+
+
+def lab5(layer):
+    return Namespace(build=lambda rng: layer)
+
+
+# --------------------------------------------------------------------------- lab 6
+def residual_model(rng):
+    g = tn.Graph()
+    x = g.input()
+    h = g.add(tn.ReLU(), g.add(tn.Linear(784, 64, rng=rng), x))
+    block = g.add(tn.Linear(64, 64, rng=rng), g.add(tn.ReLU(), g.add(tn.Linear(64, 64, rng=rng), h)))
+    g.output(g.add(tn.Linear(64, 10, rng=rng), g.add(tn.Add(), block, h)))
+    return g
+
+
+def plain_model(rng):
+    return tn.Sequential(tn.Linear(784, 64, rng=rng), tn.ReLU(), tn.Linear(64, 10, rng=rng))
+
+
+def make_step(order):
+    def step(model, loss, optimizer, xb, yb):
+        value = None
+        for op in order:
+            if op == "forward":
+                value = loss(model(xb), yb)
+            elif op == "zero":
+                optimizer.zero_grad()
+            elif op == "backward":
+                model.backward(loss.backward())
+            elif op == "step":
+                optimizer.step()
+        return float(value)
+
+    return step
+
+
+RIGHT_STEP = ("forward", "zero", "backward", "step")
+
+
+def lab6(build=residual_model, order=RIGHT_STEP):
+    return Namespace(build_model=build, train_step=make_step(order))
+
+
+# --------------------------------------------------------------------------- the planted mistakes
+# (lab, submission, graded item, the hint it must show)
+PLANTED = [
+    (1, lab1(linear="missing_bias"), "linear_forward", "missing_bias"),
+    (1, lab1(linear="transposed"), "linear_backward_dx", "transposed"),
+    (1, lab1(linear="shape_mismatch"), "linear_backward_dx", "shape_mismatch"),
+    (1, lab1(linear="sum_over_batch"), "linear_backward_params", "sum_over_batch"),
+    (1, lab1(linear="extra_1_over_m"), "linear_backward_params", "extra_1_over_m"),
+    (1, lab1(linear="grad_overwritten"), "linear_accumulates", "grad_overwritten"),
+    (1, lab1(linear="dtype_changed"), "dtypes", "dtype_changed"),
+    (1, lab1(relu="relu_times_output"), "relu", "relu_times_output"),
+    (1, lab1(relu="input_modified"), "relu", "input_modified"),
+    (1, lab1(relu="not_finite"), "relu", "not_finite"),
+    (2, lab2("loss_summed"), "loss", "missing_1_over_m"),
+    (2, lab2("unstable_softmax"), "stable_loss", "unstable_softmax"),
+    (2, lab2("log_of_softmax"), "stable_loss", "log_of_softmax"),
+    (2, lab2("missing_1_over_m"), "gradient", "missing_1_over_m"),
+    (2, lab2("sign_flipped"), "gradient", "sign_flipped"),
+    (3, lab3("eps_outside_sqrt"), "forward_train", "eps_outside_sqrt"),
+    (3, lab3("unbiased_normalisation"), "forward_train", "unbiased_normalisation"),
+    (3, lab3("gamma_times_x"), "forward_train", "gamma_times_x"),
+    (3, lab3("naive_variance"), "forward_train", "naive_variance"),
+    (3, lab3("biased_running_var"), "running_stats", "biased_running_var"),
+    (3, lab3("momentum_reversed"), "running_stats", "momentum_reversed"),
+    (3, lab3("running_not_updated"), "running_stats", "running_not_updated"),
+    (3, lab3("eval_uses_batch_stats"), "forward_eval", "eval_uses_batch_stats"),
+    (3, lab3("eps_twice"), "forward_eval", "eps_twice"),
+    (3, lab3("eval_updates_running"), "forward_eval", "eval_updates_running"),
+    (3, lab3("batch_of_one"), "batch_of_one", "batch_of_one"),
+    (3, lab3("stats_as_constants"), "backward_dx", "stats_as_constants"),
+    (3, lab3("missing_dmu"), "backward_dx", "missing_dmu"),
+    (3, lab3("missing_dvar"), "backward_dx", "missing_dvar"),
+    (3, lab3("missing_1_over_m"), "backward_dx", "missing_1_over_m"),
+    (3, lab3("grad_overwritten"), "backward_params", "grad_overwritten"),
+    (3, lab3("eval_backward"), "backward_eval", "eval_backward"),
+    (3, lab3("dtype_changed"), "dtypes", "dtype_changed"),
+    (4, lab4("missing_1_over_m"), "backward_dx", "missing_1_over_m"),
+    (4, lab4("missing_1_over_m"), "agrees_with_paper", "missing_1_over_m"),
+    (4, lab4("sums_over_dy"), "backward_dx", "sums_over_dy"),
+    (5, lab5(planted(PReLU, "grad_overwritten")()), "accumulates", "grad_overwritten"),
+    (5, lab5(planted(LeakyReLU, "input_modified")()), "dtypes", "input_modified"),
+    (5, lab5(planted(LeakyReLU, "dtype_changed")()), "dtypes", "dtype_changed"),
+    (5, lab5(planted(LeakyReLU, "refuse_bad_input")()), "refuses", "refuse_bad_input"),
+    (6, lab6(build=plain_model), "residual", "no_skip_connection"),
+    (6, lab6(order=("forward", "backward", "step")), "train_step", "not_zeroed"),
+    (6, lab6(order=("forward", "backward", "zero", "step")), "train_step", "zeroed_after_backward"),
+]
+
+
+@pytest.mark.parametrize("number, sub, item, hint", PLANTED, ids=[f"lab{p[0]}-{p[3]}-{p[2]}" for p in PLANTED])
+def test_planted_mistake_fails_its_item_with_its_hint(number, sub, item, hint):
+    result = grade_namespace(number, sub, only=[item]).result(item)
+    assert result.status == grading.FAIL, result
+    assert result.hint == hint, f"expected hint {hint!r}, got {result.hint!r}: {result.message}"
+
+
+def test_every_hint_is_planted():
+    assert {p[3] for p in PLANTED} == set(grading.HINTS)
+
+
+@pytest.mark.parametrize("number, sub", [
+    (1, lab1()), (2, lab2()), (3, lab3()), (4, lab4()),
+    (5, lab5(planted(LeakyReLU, None)())), (5, lab5(PReLU())),
+], ids=["lab1", "lab2", "lab3", "lab4", "lab5-leaky", "lab5-prelu"])
+def test_a_student_style_solution_passes_every_item(number, sub):
+    report = grade_namespace(number, sub)
+    assert report.passed, report.format()
+
+
+def test_the_six_classic_mistakes_each_show_their_hint_in_the_printed_report():
+    classic = {"missing_1_over_m": (2, lab2("missing_1_over_m")), "eps_outside_sqrt": (3, lab3("eps_outside_sqrt")),
+               "biased_running_var": (3, lab3("biased_running_var")), "batch_of_one": (3, lab3("batch_of_one")),
+               "grad_overwritten": (1, lab1(linear="grad_overwritten")), "unstable_softmax": (2, lab2("unstable_softmax"))}
+    for hint, (number, sub) in classic.items():
+        text = grade_namespace(number, sub).format()
+        assert "FAIL" in text and HINT_START[hint] in text, text
+
+
+HINT_START = {key: " ".join(text.split()[:6]) for key, text in grading.HINTS.items()}
+
+
+# --------------------------------------------------------------------------- items that fail without a hint
+@pytest.mark.parametrize("layer", [planted(LeakyReLU, "forgot_slope")()])
+def test_a_wrong_backward_fails_gradcheck(layer):
+    result = grade_namespace(5, lab5(layer), only=["gradcheck"]).result("gradcheck")
+    assert result.status == grading.FAIL and "gradcheck(" in result.message and "input" in result.message
+
+
+def test_lab5_passes_with_tinynets_own_layers():
+    for layer in (tn.Tanh(), tn.Sigmoid(), tn.ReLU(), tn.BatchNorm(6), tn.Linear(6, 3, rng=np.random.default_rng(0))):
+        report = grade_namespace(5, lab5(layer))
+        assert report.passed, report.format()
+
+
+def test_lab4_timing_must_return_seconds_for_both_forms():
+    report = grade_namespace(4, lab4(timer=lambda m, c, repeats, rng: [0.1, 0.2]), only=["timing"])
+    assert report.result("timing").status == grading.FAIL and "paper" in report.result("timing").message
+    report = grade_namespace(4, lab4(), only=["timing"])
+    assert report.passed and "paper / simplified" in report.result("timing").info
+
+
+def test_lab6_a_step_that_never_updates_does_not_train():
+    checks = grading.get_lab(6).checks_module()
+    checks.STEPS = 20  # an untrained model stays near 10%: a short run shows it
+    report = grading.run_checks(checks.CHECKS, lab6(order=("forward", "zero", "backward")), only=["train_step", "trains"])
+    assert "0 times" in report.result("train_step").message
+    trains = report.result("trains")
+    assert trains.status == grading.FAIL and "expected at least" in trains.message
+
+
+def test_lab6_graph_checks_accept_a_small_residual_net():
+    report = grade_namespace(6, lab6(), only=["shapes", "residual", "gradient", "train_step"])
+    assert report.passed, report.format()
+    assert "skips ahead" in report.result("residual").info
+
+
+# --------------------------------------------------------------------------- the grader itself
+def test_a_crash_is_reported_with_the_students_line(tmp_path):
+    path = tmp_path / "student.py"
+    path.write_text(
+        "from tinynet import Linear as _L\n"
+        "class Linear(_L):\n"
+        "    def backward(self, dy):\n"
+        "        return dy @ self.weight.data   # forgot .T\n"
+        "from tinynet import ReLU\n"
+    )
+    report = grading.grade(1, file=path)
+    result = report.result("linear_backward_dx")
+    assert result.status == grading.FAIL and result.hint == "shape_mismatch"
+    assert "student.py, line 4, in backward: return dy @ self.weight.data" in result.message
+    assert report.result("linear_forward").passed
+
+
+def test_a_file_that_does_not_import_is_one_failed_item(tmp_path):
+    path = tmp_path / "student.py"
+    path.write_text("def forward(:\n")
+    report = grading.grade(2, file=path)
+    assert [r.status for r in report.results] == [grading.FAIL]
+    assert "SyntaxError" in report.results[0].message and not report.passed
+
+
+def test_a_missing_name_says_which():
+    result = grade_namespace(1, Namespace(ReLU=tn.ReLU), only=["linear_forward"]).result("linear_forward")
+    assert result.status == grading.FAIL and "'Linear'" in result.message
+
+
+def test_expect_close_names_scale_sign_and_shape_mistakes():
+    want = np.arange(1.0, 7.0).reshape(2, 3)
+    hints = {}
+    for name, got in {"missing_1_over_m": 4 * want, "extra_1_over_m": want / 4, "sign_flipped": -want,
+                      "transposed": want.T, None: want + 0.1}.items():
+        with pytest.raises(grading.Fail) as info:
+            grading.expect_close("g", got, want, batch=4)
+        hints[name] = info.value.hint
+    assert hints == {k: k for k in hints}
+    grading.expect_close("g", want * (1 + 1e-9), want)  # within tolerance: passes
+    with pytest.raises(grading.Fail, match="inf or nan"):
+        grading.expect_close("g", np.array([1.0, np.nan]), np.ones(2))
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match="unknown hint"):
+        grading.Fail("x", hint="no_such_hint")
+    with pytest.raises(ValueError, match="lab number"):
+        grading.get_lab(99)
+    with pytest.raises(ValueError, match="no such file"):
+        grading.grade(1, file="does/not/exist.py")
+    with pytest.raises(ValueError, match="has no items"):
+        grade_namespace(1, lab1(), only=["nope"])
+    with pytest.raises(TypeError, match="Checks"):
+        grading.run_checks("lab 1", lab1())
+    with pytest.raises(TypeError, match="Graph"):
+        grading.skip_connections(tn.ReLU())
+
+
+# --------------------------------------------------------------------------- command line and selfcheck
+def test_cli_grades_and_exits_nonzero_until_complete(capsys):
+    assert main(["lab", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "TODO  Linear.forward" in out and "0/7 items pass" in out
+    assert main(["lab", "1", "--reference"]) == 0
+    assert "7/7 items pass -- lab complete." in capsys.readouterr().out
+    assert main(["lab", "--list"]) == 0
+    assert "residual_mnist" in capsys.readouterr().out
+    assert main(["lab"]) == 2 and "which lab" in capsys.readouterr().err
+    assert main(["lab", "1", "--backend", "cupy"]) == 2 and "NumPy" in capsys.readouterr().err
+
+
+def test_selfcheck_flags_a_stub_that_passes_and_a_reference_that_fails(tmp_path):
+    labs = tmp_path / "labs"
+    for name in ("01_linear_relu", "02_softmax_cross_entropy"):
+        shutil.copytree(grading.get_lab(int(name[:2])).directory, labs / name)
+    lines = []
+    assert grading.selfcheck(labs, out=lines.append)
+    assert len(lines) == 2 and "stubs 7/7 fail as stubs" in lines[0]
+    # a filled-in student file no longer fails, and a broken reference no longer passes
+    shutil.copy(labs / "01_linear_relu" / "reference.py", labs / "01_linear_relu" / "student.py")
+    (labs / "02_softmax_cross_entropy" / "reference.py").write_text(
+        "from tinynet import SoftmaxCrossEntropy as _S\n"
+        "class SoftmaxCrossEntropy(_S):\n"
+        "    def backward(self, dloss=1.0):\n"
+        "        return 2 * super().backward(dloss)\n"
+    )
+    lines.clear()
+    assert not grading.selfcheck(labs, out=lines.append)
+    text = "\n".join(lines)
+    assert "looks filled in" in text and "reference fails backward" in text

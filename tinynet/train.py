@@ -13,7 +13,7 @@ from .backend import get_array_module, to_numpy
 from .checkpoint import load, save
 from .data.batching import minibatches
 from .graph import Graph
-from .layer import check_finite, check_rng
+from .layer import Layer, check_finite, check_rng
 from .layers import BatchNorm
 
 
@@ -78,7 +78,9 @@ def evaluate(model, loss, x, y, batch_size=1000):
 
     Each layer's train/eval mode is restored afterwards.
     """
+    check_parts("evaluate", model, loss)
     check_data("evaluate", x, y)
+    check_positive_int("evaluate", "batch_size", batch_size)
     check_finite("evaluate", x, "x")
     modes = [(layer, layer.training) for layer in model.modules()]
     model.eval()
@@ -92,6 +94,24 @@ def evaluate(model, loss, x, y, batch_size=1000):
         for layer, mode in modes:
             layer.training = mode
     return Evaluation(total_loss / len(x), correct / len(x))
+
+
+def check_parts(where, model, loss, optimizer=False):
+    """Refuse a model, loss or optimizer of the wrong kind before any data is touched (False: no optimizer to check)."""
+    if not isinstance(model, Layer):
+        raise TypeError(f"{where}: expected model to be a tinynet Layer (Sequential, Graph, ...), got {type(model).__name__}")
+    if isinstance(loss, type) or not callable(getattr(loss, "backward", None)):
+        got = f"the class {loss.__name__}; call it to make one" if isinstance(loss, type) else type(loss).__name__
+        raise TypeError(f"{where}: expected a loss object such as tinynet.SoftmaxCrossEntropy(), got {got}")
+    if optimizer is not False and not (callable(getattr(optimizer, "step", None)) and hasattr(optimizer, "zero_grad")):
+        raise TypeError(
+            f"{where}: expected an optimizer such as tinynet.SGD(model.parameters(), lr=0.1), got {type(optimizer).__name__}"
+        )
+
+
+def check_positive_int(where, name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{where}: expected {name} to be a positive integer, got {value!r}")
 
 
 def check_data(where, x, y):
@@ -147,10 +167,10 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     NonFiniteError
         See ``detect_nonfinite``.
     """
+    check_parts("fit", model, loss, optimizer)
     check_data("fit", x, y)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"fit: expected {name} to be a positive integer, got {value!r}")
+    check_positive_int("fit", "epochs", epochs)
+    check_positive_int("fit", "batch_size", batch_size)
     if x.dtype.kind != "f":
         raise TypeError(f"fit: expected floating-point features x, got dtype {x.dtype} (see tinynet.data.images_to_features)")
     check_rng("fit", rng)

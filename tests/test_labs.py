@@ -545,3 +545,10 @@ def test_selfcheck_flags_a_stub_that_passes_and_a_reference_that_fails(tmp_path)
     assert not grading.selfcheck(labs, out=lines.append)
     text = "\n".join(lines)
     assert "looks filled in" in text and "reference fails backward" in text
+
+
+def test_the_extension_guides_layer_meets_lab5s_contract():
+    example = grading.load_module(grading.default_labs_dir().parent / "examples" / "custom_layer.py", "custom_layer_example")
+    report = grade_namespace(5, Namespace(build=lambda rng: example.Swish(6, beta=0.7)))
+    assert report.passed, report.format()
+    assert "beta" in report.result("gradcheck").info

@@ -12,6 +12,7 @@ help:
 	@echo "make train   create .venv, install tinynet, fetch MNIST, train the default MLP with BatchNorm"
 	@echo "make test    install the test dependencies and run the test suite"
 	@echo "make compare train with and without BatchNorm (Ioffe & Szegedy's Figure 1): plots and report in runs/compare"
+	@echo "make lab N=1 grade course lab 1 (labs/01_*/student.py) offline, with hints; labs-selfcheck checks all labs"
 	@echo "             (pass options with ARGS=..., e.g. make train ARGS='--epochs 3 --no-batchnorm')"
 
 $(PY):
@@ -43,3 +44,14 @@ $(VENV)/.installed-plot: $(VENV)/.installed
 
 compare: $(VENV)/.installed-plot
 	$(PY) -m tinynet compare $(ARGS)
+
+# lab: grade one course lab offline (make lab N=3); labs-selfcheck: every lab's reference passes,
+# its untouched stubs fail, and each planted classic mistake gets its hint (tests/test_labs.py)
+.PHONY: lab labs-selfcheck
+
+lab: $(VENV)/.installed
+	$(PY) -m tinynet lab $(N) $(ARGS)
+
+labs-selfcheck: $(VENV)/.installed-test
+	$(PY) -m tinynet lab --selfcheck
+	$(PY) -m pytest -q tests/test_labs.py

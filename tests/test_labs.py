@@ -552,3 +552,18 @@ def test_the_extension_guides_layer_meets_lab5s_contract():
     report = grade_namespace(5, Namespace(build=lambda rng: example.Swish(6, beta=0.7)))
     assert report.passed, report.format()
     assert "beta" in report.result("gradcheck").info
+
+
+def test_backward_items_point_at_a_wrong_forward_first():
+    report = grade_namespace(3, lab3("eps_outside_sqrt"))
+    assert report.result("forward_train").hint == "eps_outside_sqrt"
+    for key in ("backward_dx", "backward_params"):
+        assert "fix forward first" in report.result(key).message
+    assert report.result("backward_eval").passed  # eval's forward is right, so its backward is graded
+
+
+def test_one_bug_that_breaks_several_items_is_printed_once():
+    report = grade_namespace(1, lab1(linear="shape_mismatch"))
+    text = report.format()
+    assert text.count("ValueError: matmul") == 1
+    assert "  3. FAIL  " in text and "the same failure as item 2 above" in text

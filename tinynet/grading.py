@@ -241,8 +241,13 @@ class Report:
     def format(self):
         """The report as text: a line per item, then what failed and why, then the score."""
         lines = [f"Lab {self.number}: {self.title}", f"grading {self.source}", ""]
-        for r in self.results:
-            lines.append(f"  {r.status}  {r.title}")
+        shown = {}  # a failure met again (one bug breaks several items) is printed once
+        for i, r in enumerate(self.results, 1):
+            lines.append(f"  {i}. {r.status}  {r.title}")
+            if not r.passed and r.status == FAIL and (r.message, r.hint) in shown:
+                lines.append(f"        the same failure as item {shown[r.message, r.hint]} above")
+                continue
+            shown.setdefault((r.message, r.hint), i)
             detail = r.info if r.passed else r.message
             for text in detail.splitlines():
                 lines.append(f"        {text}")

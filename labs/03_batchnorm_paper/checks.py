@@ -7,7 +7,7 @@ Lab 4's checks reuse the formulas below.
 
 import numpy as np
 
-from tinynet.grading import Checks, Fail, expect_close, expect_dtype, need, numeric_gradient
+from tinynet.grading import Checks, Fail, expect_close, expect_dtype, is_close, need, numeric_gradient
 
 CHECKS = Checks(3, "BatchNorm forward, and backward in the paper's step-by-step form")
 
@@ -73,6 +73,13 @@ def layer_with(sub, gamma, beta, eps=EPS, momentum=0.1, dtype=np.float64):
     return layer
 
 
+def forward_first(layer, x, want):
+    """Run the forward a backward item needs; stop with a pointer if the forward itself is wrong."""
+    if not is_close(layer(x), want, 1e-6, 1e-9):
+        raise Fail("the forward output is already wrong (see the forward items): backward is graded "
+                   "on top of a right forward, so fix forward first")
+
+
 def check_backward_params(sub):
     """gamma.grad and beta.grad: the right sums, added to what was there."""
     gamma, beta = affine(5)
@@ -80,7 +87,7 @@ def check_backward_params(sub):
     before_g, before_b = np.full(C, 0.5), np.full(C, -0.25)
     layer.gamma.grad, layer.beta.grad = before_g.copy(), before_b.copy()
     x, dy = batch(6), np.random.default_rng(7).standard_normal((M, C))
-    layer(x)
+    forward_first(layer, x, normalise(x, gamma, beta, EPS))
     layer.backward(dy)
     mu, var = stats(x)
     xhat = (x - mu) / np.sqrt(var + EPS)
@@ -101,8 +108,8 @@ def check_backward_eval(sub):
     layer.running_mean, layer.running_var = rm.copy(), rv.copy()
     layer.eval()
     x, dy = batch(9), np.random.default_rng(10).standard_normal((M, C))
-    layer(x)
     inv = 1 / np.sqrt(rv + EPS)
+    forward_first(layer, x, gamma * (x - rm) * inv + beta)
     xhat = (x - rm) * inv
     dxhat = dy * gamma
     with_running_stats = inv / M * (M * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0))
@@ -210,7 +217,7 @@ def backward_dx(sub):
     for m, seed in ((M, 12), (2, 13)):  # m = 2, the smallest batch, has its own corner cases
         layer = layer_with(sub, gamma, beta)
         x, dy = batch(seed, m=m), np.random.default_rng(seed + 100).standard_normal((m, C))
-        layer(x)
+        forward_first(layer, x, normalise(x, gamma, beta, EPS))
         expect_close(f"dx for a batch of {m}", layer.backward(dy), expected_dx(x, dy, gamma, beta, EPS),
                      batch=m, rtol=1e-5, atol=1e-7, mistakes=dx_mistakes(x, dy, gamma, EPS))
 

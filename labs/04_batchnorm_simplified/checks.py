@@ -22,7 +22,7 @@ def backward_dx(sub):
     for m, seed in ((lab3.M, 22), (2, 23)):
         layer = lab3.layer_with(sub, gamma, beta)
         x, dy = lab3.batch(seed, m=m), np.random.default_rng(seed + 100).standard_normal((m, lab3.C))
-        layer(x)
+        lab3.forward_first(layer, x, lab3.normalise(x, gamma, beta, lab3.EPS))
         expect_close(f"dx for a batch of {m}", layer.backward(dy), lab3.expected_dx(x, dy, gamma, beta, lab3.EPS),
                      batch=m, rtol=1e-5, atol=1e-7, mistakes=lab3.dx_mistakes(x, dy, gamma, lab3.EPS))
 

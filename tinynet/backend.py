@@ -20,14 +20,6 @@ class BackendUnavailableError(RuntimeError):
     """The cupy backend was asked for, but CuPy or a usable GPU is missing; the message says which."""
 
 
-def _cupy_or_none():
-    try:
-        import cupy
-    except Exception:  # ImportError, or a CUDA library that fails to load
-        return None
-    return cupy
-
-
 def get_array_module(*arrays):
     """Return ``numpy`` or ``cupy``: the module that owns the given arrays.
 

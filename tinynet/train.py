@@ -1,5 +1,6 @@
 """fit, evaluate and History: the training loop, with a tqdm progress bar and a per-epoch table."""
 
+import contextlib
 import json
 import os
 import time
@@ -9,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from .backend import get_array_module, to_numpy
+from .backend import backend_name, get_array_module, synchronize, to_numpy
 from .checkpoint import load, save
 from .data.batching import minibatches
 from .graph import Graph
@@ -124,7 +125,7 @@ def check_data(where, x, y):
 
 
 def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=None, progress=True,
-        lr_schedule=None, checkpoint=None, resume=False, detect_nonfinite=True):
+        lr_schedule=None, checkpoint=None, resume=False, detect_nonfinite=True, cuda_graph=False):
     """Train ``model`` with mini-batch gradient descent; return a :class:`History`.
 
     Parameters
@@ -160,7 +161,20 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
         After each backward, check the loss and every gradient (a flag per step, one device
         sync on a GPU); at the first NaN or Inf, repeat the step layer by layer and raise
         :class:`NonFiniteError` naming the step and the first non-finite output or gradient,
-        with the parameters as they were before that step.
+        with the parameters as they were before that step. With ``cuda_graph=True`` the
+        check reads the epoch's losses once at its end instead (a per-step read would undo
+        the graph's gain): it names the first non-finite step, but the parameters are those
+        after the epoch.
+    cuda_graph : bool
+        On CuPy, record the whole step (forward, loss, backward, SGD update) as a CUDA graph
+        once and replay it for every batch of that shape: one launch per step instead of
+        dozens (see :mod:`tinynet.cuda_graph`). Same arithmetic as the eager step. Needs SGD
+        and no Dropout; a changed learning rate (``lr_schedule``) triggers a new capture.
+
+    The model's parameters decide the backend: pass x and y on it (``tinynet.to_device``);
+    the whole dataset then stays on the GPU and every batch is sliced there. The optimizer's
+    state is moved to the parameters' backend at the start (``optimizer.to``), so
+    ``model.to("cupy")`` before ``fit`` is enough.
 
     Raises
     ------
@@ -181,6 +195,13 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
         check_finite("fit", validation[0], "validation x")
     check_checkpoint_options(checkpoint, resume)
     params = model.parameters()
+    if not isinstance(cuda_graph, bool):
+        raise TypeError(f"fit: expected cuda_graph to be True or False, got {cuda_graph!r}")
+    if backend_name(x) != backend_name(y):
+        raise TypeError(f"fit: x is a {backend_name(x)} array but y is a {backend_name(y)} array; "
+                        "move both with tinynet.to_device(a, backend)")
+    if params and hasattr(optimizer, "to"):
+        optimizer.to(backend_name(params[0].data))  # its state follows the parameters
     xp = get_array_module(x)
     if params:
         x = xp.ascontiguousarray(x, dtype=params[0].data.dtype)
@@ -197,6 +218,11 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     table = EpochTable(validation is not None) if progress else None
     # a batch of one cannot be normalised: drop a trailing single example
     min_batch = 2 if any(isinstance(m, BatchNorm) for m in model.modules()) else 1
+    captured = None
+    if cuda_graph:
+        from .cuda_graph import CapturedStep
+
+        captured = CapturedStep(model, loss, optimizer, whole_step(model, loss, optimizer))
     for epoch in range(first_epoch, epochs + 1):
         model.train()
         if lr_schedule is not None:
@@ -207,6 +233,9 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
         total = -(-len(x) // batch_size)
         with tqdm(batches, total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress, unit="batch") as bar:
             for step, (xb, yb) in enumerate(bar):
+                if captured is not None:  # the whole step replayed from a CUDA graph
+                    step_losses.append(captured(xb, yb))
+                    continue
                 step_loss = loss(model.forward(xb), yb)
                 optimizer.zero_grad()
                 model.backward(loss.backward())
@@ -217,8 +246,11 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
                 step_losses.append(step_loss)
                 if progress and step % 50 == 0:
                     bar.set_postfix(loss=f"{float(step_loss):.4f}")
+        synchronize(x)  # GPU work is asynchronous: the epoch ends when the GPU is done
         seconds = time.perf_counter() - start
         losses = to_numpy(xp.stack([xp.asarray(s) for s in step_losses])).astype(float).tolist()
+        if captured is not None and detect_nonfinite and not np.all(np.isfinite(losses)):
+            stop_nonfinite_epoch(epoch, history, losses)
         history.step_loss.extend(losses)
         history.train_loss.append(float(np.mean(losses)))
         history.seconds.append(seconds)
@@ -270,6 +302,36 @@ def stop_nonfinite(model, loss, xb, yb, epoch, step, history, step_losses, check
         f"the first non-finite value is {where}. The parameters are as they were before this step; {advice}.",
         step, epoch, where, so_far,
     )
+
+
+def stop_nonfinite_epoch(epoch, history, losses):
+    """With cuda_graph=True: raise :class:`NonFiniteError` for the first non-finite loss of the epoch."""
+    first = int(np.argmin(np.isfinite(losses)))
+    step = len(history.step_loss) + first + 1
+    so_far = History(**{k: list(v) for k, v in asdict(history).items()})
+    so_far.step_loss.extend(losses[: first + 1])
+    raise NonFiniteError(
+        f"fit: step {step} (epoch {epoch}) gave a non-finite loss ({losses[first]}); with cuda_graph=True "
+        "this is checked once per epoch, so the parameters are those after the epoch. Lower the learning "
+        "rate, or rerun with cuda_graph=False to find the first non-finite layer.",
+        step, epoch, "unknown (cuda_graph=True checks only the losses)", so_far,
+    )
+
+
+def whole_step(model, loss, optimizer, *contexts):
+    """The eager training step as one function, ``step(xb, yb) -> loss`` (what cuda_graph=True captures)."""
+
+    def step(xb, yb):
+        value = loss(model.forward(xb), yb)
+        optimizer.zero_grad()
+        with contextlib.ExitStack() as stack:
+            for context in contexts:
+                stack.enter_context(context)
+            model.backward(loss.backward())
+        optimizer.step()
+        return value
+
+    return step
 
 
 def locate_nonfinite(model, loss, xb, yb):

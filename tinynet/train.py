@@ -15,7 +15,7 @@ from .checkpoint import load, save
 from .data.batching import minibatches
 from .graph import Graph
 from .layer import Layer, check_finite, check_rng
-from .layers import BatchNorm
+from .layers import BatchNorm, Linear
 
 
 @dataclass
@@ -218,6 +218,7 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     table = EpochTable(validation is not None) if progress else None
     # a batch of one cannot be normalised: drop a trailing single example
     min_batch = 2 if any(isinstance(m, BatchNorm) for m in model.modules()) else 1
+    skip_data_gradient = SkipInputGradient(data_readers(model))
     captured = None
     if cuda_graph:
         from .cuda_graph import CapturedStep
@@ -238,7 +239,8 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
                     continue
                 step_loss = loss(model.forward(xb), yb)
                 optimizer.zero_grad()
-                model.backward(loss.backward())
+                with skip_data_gradient:  # nothing uses dL/dx of the data: skip the first layer's
+                    model.backward(loss.backward())  # largest product, as PyTorch does
                 if detect_nonfinite and not finite_step(xp, step_loss, params):
                     stop_nonfinite(model, loss, xb, yb, epoch, len(history.step_loss) + step + 1,
                                    history, step_losses + [step_loss], checkpoint)
@@ -404,6 +406,35 @@ def traced_backward(layer, dy, context=None):
             grads[source] = grads[source] + dx if source in grads else dx
     dx_inputs = tuple(grads.get(node) for node in layer._inputs)
     return (dx_inputs[0] if len(dx_inputs) == 1 else dx_inputs), None
+
+
+def data_readers(model):
+    """The Linear layers that alone read one of ``model``'s inputs: their dL/dx goes nowhere in fit."""
+    if isinstance(model, Linear):
+        return [model]
+    readers = []
+    for source in model._inputs if isinstance(model, Graph) else ():
+        users = [node for node in model._layer_nodes if source in node.inputs]
+        # one user reading it once: its None gradient then meets no other one to be summed with
+        if len(users) == 1 and users[0].inputs == (source,) and isinstance(users[0].layer, Linear):
+            readers.append(users[0].layer)
+    return readers
+
+
+class SkipInputGradient:
+    """``with SkipInputGradient(layers):`` those Linear layers' backward skips dL/dx (returns None)."""
+
+    def __init__(self, layers):
+        self.layers = layers
+
+    def __enter__(self):
+        self.before = [layer.input_grad for layer in self.layers]
+        for layer in self.layers:
+            layer.input_grad = False
+
+    def __exit__(self, *exc):
+        for layer, value in zip(self.layers, self.before):
+            layer.input_grad = value
 
 
 class EpochTable:

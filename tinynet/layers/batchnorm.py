@@ -74,24 +74,28 @@ class BatchNorm(Layer):
             return fused(self, x)  # CuPy: statistics, running averages, xhat and y in two kernels
         mu = x.mean(axis=0)  # (C,)
         xc = x - mu  # (N, C), centred first: two passes, never E[x^2] - E[x]^2
-        var = (xc * xc).mean(axis=0)  # (C,) biased: this is what normalises
+        sq = xc * xc  # (N, C)
+        var = sq.mean(axis=0)  # (C,) biased: this is what normalises
         inv_std = 1 / xp.sqrt(var + self.eps)  # (C,)
-        xhat = xc * inv_std  # (N, C)
+        xhat = xp.multiply(xc, inv_std, out=sq)  # (N, C), written over sq (used up): one allocation less
         # running averages in place; running_var stores the unbiased variance (PyTorch)
         self.running_mean *= 1 - self.momentum
         self.running_mean += self.momentum * mu
         self.running_var *= 1 - self.momentum
         self.running_var += (self.momentum * m / (m - 1)) * var
         self.save_for_backward(True, xhat, inv_std, xc)
-        return self.gamma.data * xhat + self.beta.data
+        y = xhat * self.gamma.data  # (N, C)
+        y += self.beta.data  # in place: no second (N, C) temporary
+        return y
 
     def backward(self, dy):
         batch_stats, xhat, inv_std, xc = self.saved()
         check_grad(self, dy, xhat.shape)
         if batch_stats and self.gradient == "simplified" and (fused := kernels.fused("batchnorm_backward", dy)) is not None:
             return fused(self, dy, xhat, inv_std)  # CuPy: the same formula in two kernels
-        gamma = self.gamma.data
-        dgamma = (dy * xhat).sum(axis=0)  # (C,)
+        xp, gamma = get_array_module(dy), self.gamma.data
+        dy_xhat = dy * xhat  # (N, C)
+        dgamma = dy_xhat.sum(axis=0)  # (C,)
         dbeta = dy.sum(axis=0)  # (C,)
         self.gamma.grad += dgamma
         self.beta.grad += dbeta
@@ -99,10 +103,15 @@ class BatchNorm(Layer):
             return dy * (gamma * inv_std)
         if self.gradient == "paper":
             return self._backward_paper(dy * gamma, xc, inv_std)
-        # simplified form; sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma
+        # simplified form with dxhat = dy * gamma, gamma and 1/m moved inside the bracket:
+        #   dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))
+        # its two means are the sums dbeta and dgamma above over m: no new (N, C) reduction
         m = dy.shape[0]
-        dxhat = dy * gamma  # (N, C)
-        return (inv_std / m) * (m * dxhat - gamma * dbeta - xhat * (gamma * dgamma))
+        dx = xp.multiply(xhat, dgamma / m, out=dy_xhat)  # (N, C), over dy * xhat (summed, used up)
+        xp.subtract(dy, dx, out=dx)
+        dx -= dbeta / m
+        dx *= gamma * inv_std
+        return dx
 
     @staticmethod
     def _backward_paper(dxhat, xc, inv_std):

@@ -505,6 +505,8 @@ def test_refusals():
         grading.get_lab(99)
     with pytest.raises(ValueError, match="no such file"):
         grading.grade(1, file="does/not/exist.py")
+    with pytest.raises(ValueError, match="Python file"):
+        grading.grade(1, file=grading.get_lab(1).directory / "README.md")
     with pytest.raises(ValueError, match="has no items"):
         grade_namespace(1, lab1(), only=["nope"])
     with pytest.raises(TypeError, match="Checks"):

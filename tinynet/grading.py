@@ -537,6 +537,8 @@ def load_module(path, name):
     if not path.is_file():
         raise ValueError(f"lab: no such file {path}")
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None:
+        raise ValueError(f"lab: expected a Python file (.py), got {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     try:

@@ -559,6 +559,8 @@ def grade(number, file=None, reference=False, labs_dir=None, only=None):
     path = lab.reference if reference else Path(file) if file is not None else lab.student
     if not path.is_file():
         raise ValueError(f"lab {number}: no such file {path}")
+    if path.suffix != ".py":
+        raise ValueError(f"lab {number}: expected a Python file (.py), got {path}")
     try:
         module = load_module(path, f"tinynet_lab{number:02d}_{'reference' if reference else 'student'}")
     except Exception as exc:  # a syntax error or a crash at import: report it as the one failed item

@@ -448,8 +448,8 @@ def test_lab6_a_step_that_never_updates_does_not_train():
     assert trains.status == grading.FAIL and "expected at least" in trains.message
 
 
-def test_lab6_graph_checks_accept_a_small_residual_net():
-    report = grade_namespace(6, lab6(), only=["shapes", "residual", "gradient", "train_step"])
+def test_lab6_accepts_a_small_residual_net_without_batchnorm():
+    report = grade_namespace(6, lab6())
     assert report.passed, report.format()
     assert "skips ahead" in report.result("residual").info
 

@@ -94,7 +94,7 @@ def gradcheck(layer, x, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
     if worst is not None and worst[0] > 0:
         _, name, index, a, n = worst
         raise AssertionError(
-            f"gradcheck({type(layer).__name__}): gradient of {name}{list(index)} is wrong: "
+            f"gradcheck({type(layer).__name__}): gradient of {name}{[int(i) for i in index]} is wrong: "
             f"analytic {a:.8g}, numeric {n:.8g} (difference {abs(a - n):.3g} > atol {atol} + rtol {rtol} * |numeric|)"
         )
     return True

@@ -12,11 +12,14 @@ Layout (format 1): ``format``, ``summary`` (the model's summary table), ``model/
 (the state_dict), ``rng/model/<name>`` (generators held by layers, e.g. Dropout's),
 ``optimizer`` (JSON: type, hyperparameters, parameter names, step count) with
 ``optimizer/<i>/<key>`` (momentum buffers, Adam moments), ``history`` (JSON),
-``rng/fit`` (the state of fit's shuffling generator) and ``epoch`` (epochs completed).
+``rng/fit`` (the state of fit's shuffling generator), ``epoch`` (epochs completed) and
+``checksum`` (sha256 over every other entry's name, dtype, shape and bytes: a damaged or
+cut-short file is refused instead of loading wrong numbers).
 """
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -104,6 +107,7 @@ def save(path, model, optimizer=None, history=None, *, rng=None, epoch=None):
         arrays["rng/fit"] = _json(rng.bit_generator.state)
     if epoch is not None:
         arrays["epoch"] = np.array(int(epoch))
+    arrays["checksum"] = np.array(_checksum(arrays))
     _write_atomically(path, arrays)
 
 
@@ -271,20 +275,40 @@ def _check_architecture(path, model, model_state, saved_generators, summary):
     )
 
 
+def _checksum(arrays):
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
 def _read(path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"tinynet.load: no checkpoint at {path}")
+    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"tinynet.load: {path} is not a readable tinynet checkpoint (not an .npz archive: "
+            "another kind of file, or one cut short)"
+        )
     try:
         with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):  # a bare .npy array, not an archive
-                raise ValueError("it holds a single array, not an .npz archive")
             arrays = {name: f[name] for name in f.files}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"tinynet.load: no checkpoint at {path}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, NotImplementedError, zipfile.BadZipFile) as exc:
         raise ValueError(f"tinynet.load: {path} is not a readable tinynet checkpoint ({exc})") from None
     if "format" not in arrays:
         raise ValueError(
             f"tinynet.load: {path} is an .npz archive but not a tinynet checkpoint (it has no format "
             "version); write checkpoints with tinynet.save"
+        )
+    # np.load checks no CRC, and a damaged zip directory can silently drop entries: compare
+    # everything read with the checksum written
+    saved = str(arrays.pop("checksum", ""))
+    if saved != _checksum(arrays):
+        raise ValueError(
+            f"tinynet.load: {path} is damaged: its checksum does not match its contents "
+            "(the file was changed or corrupted after tinynet.save wrote it)"
         )
     return arrays
 

@@ -56,7 +56,8 @@ class Graph(Layer):
     def add(self, layer, *inputs):
         """Apply ``layer`` to the outputs of ``inputs`` (nodes of this graph); return the new node."""
         if not isinstance(layer, Layer):
-            raise TypeError(f"Graph.add: expected a Layer, got {type(layer).__name__}")
+            got = f"the class {layer.__name__}; call it to make one" if isinstance(layer, type) else type(layer).__name__
+            raise TypeError(f"Graph.add: expected a Layer, got {got}")
         if layer is self or any(n.layer is layer for n in self._layer_nodes):
             raise ValueError(f"Graph.add: {layer!r} is already in this graph; create a new instance to use it twice")
         if not inputs:
@@ -98,7 +99,7 @@ class Graph(Layer):
         if self._output is None:
             raise RuntimeError("Graph: no output set; call g.output(node) before running the graph")
         if len(xs) != len(self._inputs):
-            raise ValueError(f"Graph: expected {len(self._inputs)} input array(s), got {len(xs)}")
+            raise ValueError(f"{self.name_for_errors()}: expected {len(self._inputs)} input array(s), got {len(xs)}")
         # a new training forward that drops the previous one's cache: that output was used, not trained
         # on (gradcheck repeats a forward on the same arrays, which is not evaluation)
         previous = self._unbacked_inputs

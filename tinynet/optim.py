@@ -78,11 +78,11 @@ class Optimizer:
         name = type(self).__name__
         if not isinstance(state, dict):
             raise TypeError(f"{name}.load_state_dict: expected a dict from state_dict(), got {type(state).__name__}")
+        if state.get("type", name) != name:
+            raise ValueError(f"{name}.load_state_dict: the state was saved by {state['type']}, not by {name}")
         missing = sorted({"type", "state", *self.counters} - set(state))
         if missing:
             raise ValueError(f"{name}.load_state_dict: the state has no {missing}; expected a dict from state_dict()")
-        if state["type"] != name:
-            raise ValueError(f"{name}.load_state_dict: the state was saved by {state['type']}, not by {name}")
         saved = state["state"]
         if len(saved) != len(self.params):
             raise ValueError(

@@ -299,9 +299,11 @@ def stop_nonfinite(model, loss, xb, yb, epoch, step, history, step_losses, check
     advice = "lower the learning rate, or look for a layer that can overflow"
     if checkpoint is not None and epoch > 1:
         advice += f"; {os.fspath(checkpoint)} holds the run after epoch {epoch - 1}: resume with resume=True"
+    value = float(step_losses[-1])
+    what = f"a non-finite gradient (the loss was {value:.6g})" if np.isfinite(value) else f"a non-finite loss ({value})"
     raise NonFiniteError(
-        f"fit: step {step} (epoch {epoch}) gave a non-finite loss ({float(step_losses[-1])}) or gradient; "
-        f"the first non-finite value is {where}. The parameters are as they were before this step; {advice}.",
+        f"fit: step {step} (epoch {epoch}) gave {what}; the first non-finite value is {where}. "
+        f"The parameters are as they were before this step; {advice}.",
         step, epoch, where, so_far,
     )
 

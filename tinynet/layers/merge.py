@@ -1,5 +1,6 @@
 """Add: the sum of two or more inputs of the same shape (residual connections)."""
 
+from ..backend import backend_name
 from ..layer import Layer, check_grad, check_input
 
 
@@ -14,7 +15,11 @@ class Add(Layer):
         if len(xs) < 2:
             raise ValueError(f"Add: expected two or more inputs, got {len(xs)}")
         for x in xs:
-            check_input(self, x, like=xs[0])
+            check_input(self, x)
+            if x.dtype != xs[0].dtype or backend_name(x) != backend_name(xs[0]):
+                raise TypeError(
+                    f"Add: expected inputs of one dtype on one backend, got {[f'{backend_name(x)} {x.dtype}' for x in xs]}"
+                )
             if x.shape != xs[0].shape:
                 raise ValueError(
                     f"Add: expected inputs of one shape, got {[tuple(x.shape) for x in xs]}"

@@ -66,7 +66,7 @@ def command_line(result):
         parts.append(f"--init-std {c.init_std:g}")
     parts.append("--sweep-lr " + (",".join(f"{lr:g}" for lr in c.sweep_lrs) or "none"))
     parts += [f"--sweep-steps {c.sweep_steps}", f"--bn-gradient {c.bn_gradient}", f"--seed {c.seed}",
-              f"--backend {result.data_info['backend']}"]
+              f"--probe-unit {c.probe_unit}", f"--backend {result.data_info['backend']}"]
     if "dataset" in result.data_info:
         parts.append(f"--dataset {result.data_info['dataset']}")
     return " ".join(parts)

@@ -5,7 +5,6 @@
 BatchNorm. ``lr_sweep.png``: final test accuracy against the learning rate, and the curves.
 """
 
-import math
 import os
 
 COLORS = {False: "tab:orange", True: "tab:blue"}
@@ -83,12 +82,14 @@ def sweep_figure(Figure, result, path):
     ax_final.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
     ax_final.minorticks_off()
     ax_final.set_ylim(0, 100)
-    ax_final.axhline(10, color="0.6", lw=0.8, ls=":")
-    ax_final.text(lrs[0], 11, "chance (10 classes)", fontsize="small", color="0.4")
+    chance = 100 / result.data_info["classes"]
+    ax_final.axhline(chance, color="0.6", lw=0.8, ls=":")
+    ax_final.annotate(f"chance ({result.data_info['classes']} classes)", (1, chance), xycoords=("axes fraction", "data"),
+                      xytext=(-4, 3), textcoords="offset points", ha="right", fontsize="small", color="0.4")
     ax_final.set_title(f"test accuracy after {c.sweep_steps:,} steps")
     ax_final.set_xlabel("learning rate (log scale)")
     ax_final.set_ylabel("test accuracy (%)")
-    ax_final.legend(loc="lower left")
+    ax_final.legend(loc="center left")
     ax_final.grid(alpha=0.3)
 
     shades = {lr: 0.35 + 0.65 * i / max(1, len(lrs) - 1) for i, lr in enumerate(lrs)}
@@ -114,7 +115,3 @@ def sweep_figure(Figure, result, path):
 def arch_text(result):
     info = result.data_info
     return "-".join(map(str, (info["features"], *result.config.hidden, info["classes"])))
-
-
-def finite(values):
-    return [v for v in values if math.isfinite(v)]

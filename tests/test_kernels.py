@@ -1,0 +1,475 @@
+"""The fused CuPy kernels (tinynet/kernels) against the plain code they replace.
+
+Three kinds of test:
+- dispatch: which function a layer gets, on any machine;
+- the CUDA C of every kernel run on the CPU by tests/cuda_cpu.py (needs g++), checked
+  against the plain NumPy code: indexing, reductions and formulas, without a GPU;
+- on a GPU (skipped elsewhere): every fused function against the plain code on the same
+  CuPy arrays (``use_fused(False)``), cuBLAS through our handle, and a CUDA-graph-captured
+  fit against an eager one.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cuda_cpu
+import tinynet as tn
+from tinynet import kernels
+from tinynet.backend import cupy_available
+
+KERNELS = Path(tn.__file__).parent / "kernels"
+needs_gxx = pytest.mark.skipif(not cuda_cpu.available(), reason="the CPU emulation of the CUDA kernels needs g++")
+
+
+# -- dispatch -------------------------------------------------------------------------
+
+
+def test_numpy_arrays_never_get_a_fused_kernel():
+    x = np.zeros((2, 3), np.float32)
+    assert all(kernels.fused(name, x) is None for name in kernels.NAMES)
+    with pytest.raises(ValueError, match="kernels.fused: unknown kernel 'relu_forward'"):
+        kernels.fused("relu_forward", x)
+    assert not kernels.capturing()
+
+
+def test_use_fused_switches_off_and_restores():
+    assert kernels.fused_enabled()
+    with kernels.use_fused(False):
+        assert not kernels.fused_enabled()
+        with kernels.use_fused(True):
+            assert kernels.fused_enabled()
+        assert not kernels.fused_enabled()
+    assert kernels.fused_enabled()
+    with pytest.raises(TypeError, match="use_fused: expected True or False"):
+        with kernels.use_fused("no"):
+            pass
+
+
+# -- the CUDA C, run on the CPU -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cuda_cpu")
+
+
+@pytest.fixture(scope="module")
+def compiled(build_dir):
+    """compiled(module_name, dtype) -> cuda_cpu.Module, each built once per test run."""
+    cache = {}
+
+    def get(name, dtype):
+        key = (name, np.dtype(dtype).name)
+        if key not in cache:
+            cache[key] = cuda_cpu.Module(cuda_cpu.source_of(KERNELS / f"{name}.py"), dtype, build_dir)
+        return cache[key]
+
+    return get
+
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_backward_kernel(compiled, rng, dtype):
+    y = np.maximum(rng.standard_normal((7, 9)), 0).astype(dtype)
+    dy = rng.standard_normal((7, 9)).astype(dtype)
+    dx = np.full_like(dy, np.nan)
+    compiled("activations", dtype).launch("relu_backward", (2,), (16,), y, dy, dx, y.size)
+    np.testing.assert_array_equal(dx, dy * (y > 0))
+
+
+def plain_batchnorm(x, momentum=0.1, eps=1e-5):
+    """The plain layer's training forward (NumPy): y, its saved xhat and inv_std, running stats."""
+    bn = tn.BatchNorm(x.shape[1], momentum=momentum, eps=eps, dtype=x.dtype)
+    bn.running_mean[:] = np.linspace(-1, 1, x.shape[1])
+    bn.running_var[:] = np.linspace(0.5, 2, x.shape[1])
+    bn.gamma.data[:] = np.linspace(0.5, 1.5, x.shape[1])
+    bn.beta.data[:] = np.linspace(-0.2, 0.3, x.shape[1])
+    start = (bn.running_mean.copy(), bn.running_var.copy())
+    y = bn.forward(x)
+    return bn, y, start
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3), (37, 45), (70, 64)])  # n and c below, across and at 32
+def test_batchnorm_forward_kernels(compiled, rng, dtype, shape):
+    n, c = shape
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    bn, y_plain, (rm, rv) = plain_batchnorm(x)
+    _, xhat_plain, inv_std_plain, _ = bn.saved()
+    module = compiled("batchnorm", dtype)
+    mean, inv_std = np.full(c, np.nan, dtype), np.full(c, np.nan, dtype)
+    rm, rv = rm.copy(), rv.copy()
+    m = bn.momentum
+    module.launch("bn_stats", (-(-c // 32),), (32, 32), x, n, c, bn.eps, 1 - m, m, m * n / (n - 1), mean, inv_std, rm, rv)
+    np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), **TOL[dtype])
+    np.testing.assert_allclose(inv_std, inv_std_plain, **TOL[dtype])
+    np.testing.assert_allclose(rm, bn.running_mean, **TOL[dtype])
+    np.testing.assert_allclose(rv, bn.running_var, **TOL[dtype])
+    xhat, y = np.full_like(x, np.nan), np.full_like(x, np.nan)
+    module.launch("bn_normalize", (3,), (32,), x, mean, inv_std, bn.gamma.data, bn.beta.data, xhat, y, n, c)
+    np.testing.assert_allclose(xhat, xhat_plain, **TOL[dtype])
+    np.testing.assert_allclose(y, y_plain, **TOL[dtype])
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3), (37, 45), (70, 64)])
+def test_batchnorm_backward_kernels(compiled, rng, dtype, shape):
+    n, c = shape
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    bn, _, _ = plain_batchnorm(x)
+    _, xhat, inv_std, _ = saved = bn.saved()
+    bn.save_for_backward(*saved)
+    bn.gamma.grad[:] = 0.25  # the kernel adds into the gradients, as the plain code does
+    bn.beta.grad[:] = -0.5
+    dx_plain = bn.backward(dy)
+    gamma_grad, beta_grad = np.full(c, 0.25, dtype), np.full(c, -0.5, dtype)
+    coef, dx = np.full(3 * c, np.nan, dtype), np.full_like(dy, np.nan)
+    module = compiled("batchnorm", dtype)
+    module.launch("bn_grad_sums", (-(-c // 32),), (32, 32), dy, xhat, bn.gamma.data, inv_std, n, c, gamma_grad, beta_grad, coef)
+    module.launch("bn_grad_x", (2,), (32,), dy, xhat, coef, dx, n, c)
+    np.testing.assert_allclose(gamma_grad, bn.gamma.grad, **TOL[dtype])
+    np.testing.assert_allclose(beta_grad, bn.beta.grad, **TOL[dtype])
+    scale = np.abs(dy * bn.gamma.data * inv_std).max()  # dx is a difference of terms this large
+    np.testing.assert_allclose(dx, dx_plain, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10 * scale)
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_column_sum_add_kernel(compiled, rng, dtype):
+    a = rng.standard_normal((45, 70)).astype(dtype)
+    out = np.linspace(-1, 1, 70).astype(dtype)
+    want = out + a.sum(0)
+    compiled("linear", dtype).launch("column_sum_add", (3,), (32, 32), a, 45, 70, out)
+    np.testing.assert_allclose(out, want, **TOL[dtype])
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 5, 1500])  # 1500 > 1024 threads: some threads take two rows
+def test_softmax_cross_entropy_kernels(compiled, rng, dtype, n):
+    c = 10
+    logits = (rng.standard_normal((n, c)) * 5).astype(dtype)
+    logits[0, 3] = 80  # a large logit: the shift by the row maximum keeps exp finite
+    labels = rng.integers(0, c, n).astype(np.int64)
+    crit = tn.SoftmaxCrossEntropy()
+    loss_plain = crit(logits, labels)
+    probs_plain = crit._saved[0].copy()
+    grad_plain = crit.backward(0.5)
+    module = compiled("softmax_ce", dtype)
+    probs, loss = np.full_like(logits, np.nan), np.full((), np.nan, dtype)
+    module.launch("softmax_ce_forward", (1,), (1024,), logits, labels, n, c, probs, loss)
+    np.testing.assert_allclose(loss, loss_plain, **TOL[dtype])
+    np.testing.assert_allclose(probs, probs_plain, **TOL[dtype])
+    module.launch("softmax_ce_backward", (2,), (32,), probs, labels, n, c, 0.5 / n)
+    np.testing.assert_allclose(probs, grad_plain, **TOL[dtype])
+
+
+@needs_gxx
+def test_softmax_cross_entropy_kernel_turns_a_bad_label_into_nan(compiled):
+    # inside a captured CUDA graph the host cannot check labels: the kernel must not read out of bounds
+    logits = np.zeros((3, 4), np.float32)
+    probs, loss = np.empty_like(logits), np.empty((), np.float32)
+    compiled("softmax_ce", np.float32).launch("softmax_ce_forward", (1,), (1024,), logits,
+                                              np.array([0, 4, 1], np.int64), 3, 4, probs, loss)
+    assert np.isnan(loss)
+
+
+@needs_gxx
+@pytest.mark.parametrize("momentum, nesterov, weight_decay", [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 1e-3)])
+def test_multi_tensor_sgd_kernel_is_the_plain_step_bit_for_bit(compiled, rng, momentum, nesterov, weight_decay):
+    shapes = [(5, 7), (7,), (3, 2), (1,)]
+    params = [tn.Parameter(rng.standard_normal(s).astype(np.float32)) for s in shapes]
+    plain = tn.SGD(params, lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    datas = [p.data.copy() for p in params]
+    bufs = [np.zeros_like(d) for d in datas]
+    module = compiled("optim", np.float32)
+    offsets = np.concatenate([[0], np.cumsum([d.size for d in datas])]).astype(np.int64)
+    for _ in range(3):  # the first step makes the buffer, later ones update it
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        for p, g in zip(params, grads):
+            p.grad = g.copy()
+        plain.step()
+        module.launch("sgd_multi", (2,), (8,), cuda_cpu.pointer_table(datas), cuda_cpu.pointer_table(grads),
+                      cuda_cpu.pointer_table(bufs if momentum else datas), offsets, len(datas),
+                      0.05, momentum, weight_decay, int(nesterov))
+        for p, d in zip(params, datas):
+            np.testing.assert_array_equal(d, p.data)
+
+
+@needs_gxx
+def test_multi_tensor_zero_kernel(compiled, rng):
+    grads = [rng.standard_normal(s) for s in [(4, 3), (5,), (1,)]]
+    offsets = np.concatenate([[0], np.cumsum([g.size for g in grads])]).astype(np.int64)
+    compiled("optim", np.float64).launch("zero_multi", (1,), (4,), cuda_cpu.pointer_table(grads), offsets, 3)
+    assert all((g == 0).all() for g in grads)
+
+
+# -- on a GPU: fused against plain on the same CuPy arrays -------------------------------
+
+
+@pytest.fixture
+def cp():
+    if not cupy_available():
+        pytest.skip("fused kernels: CuPy or a GPU is not available here")
+    import cupy
+
+    return cupy
+
+
+def close(a, b, dtype, scale=1.0):
+    tol = {np.dtype(np.float32): (1e-5, 1e-6), np.dtype(np.float64): (1e-11, 1e-12)}[np.dtype(dtype)]
+    np.testing.assert_allclose(tn.to_numpy(a), tn.to_numpy(b), rtol=tol[0], atol=tol[1] * scale)
+
+
+def twice(make, run):
+    """run(make()) with fused kernels and with the plain code: (fused result, plain result)."""
+    fused = run(make())
+    with kernels.use_fused(False):
+        plain = run(make())
+    return fused, plain
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3), (128, 256), (300, 45)])
+def test_gpu_batchnorm_fused_equals_plain(cp, rng, dtype, shape):
+    x = cp.asarray((rng.standard_normal(shape) * 3 + 1).astype(dtype))
+    dy = cp.asarray(rng.standard_normal(shape).astype(dtype))
+
+    def make():
+        bn = tn.BatchNorm(shape[1], dtype=dtype).to("cupy")
+        bn.gamma.data[...] = cp.linspace(0.5, 1.5, shape[1], dtype=dtype)
+        return bn
+
+    def run(bn):
+        y = bn(x)
+        dx = bn.backward(dy)
+        return y, dx, bn.gamma.grad, bn.beta.grad, bn.running_mean, bn.running_var
+
+    for f, p in zip(*twice(make, run)):
+        close(f, p, dtype, scale=float(abs(p).max()))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_relu_and_softmax_cross_entropy_fused_equal_plain(cp, rng, dtype):
+    x = cp.asarray(rng.standard_normal((64, 10)).astype(dtype) * 4)
+    labels = cp.asarray(rng.integers(0, 10, 64))
+
+    def run(_):
+        relu, crit = tn.ReLU(), tn.SoftmaxCrossEntropy()
+        h = relu(x)
+        value = crit(h, labels)
+        dh = crit.backward(0.7)
+        return value, dh, relu.backward(dh)
+
+    for f, p in zip(*twice(lambda: None, run)):
+        close(f, p, dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_gpu_linear_fused_equals_plain(cp, rng, dtype, bias):
+    x_full = cp.asarray(rng.standard_normal((40, 60)).astype(dtype))
+    x = x_full[:, 3:33]  # not contiguous: the GEMM wrapper must copy it
+    dy = cp.asarray(rng.standard_normal((40, 20)).astype(dtype))
+
+    def make():
+        return tn.Linear(30, 20, bias=bias, rng=np.random.default_rng(3), dtype=dtype).to("cupy")
+
+    def run(layer):
+        layer.weight.grad[...] = 1  # backward adds into it
+        y = layer(x)
+        dx = layer.backward(dy)
+        return (y, dx, layer.weight.grad) + ((layer.bias.grad,) if bias else ())
+
+    for f, p in zip(*twice(make, run)):
+        close(f, p, dtype, scale=30)
+    layer = make()
+    layer.input_grad = False
+    layer(x)
+    assert layer.backward(dy) is None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_gemm_layouts_and_accumulation(cp, rng, dtype):
+    from tinynet.kernels import blas
+
+    a = cp.asarray(rng.standard_normal((17, 9)).astype(dtype))
+    b = cp.asarray(rng.standard_normal((9, 13)).astype(dtype))
+    for left, right in [(a, b), (cp.asfortranarray(a), b), (a, cp.asfortranarray(b)), (a.T.copy().T, b.T.copy().T)]:
+        close(blas.gemm(left, right), a @ b, dtype, scale=10)
+    out = cp.ones((17, 13), dtype)
+    blas.gemm(a, b, out=out, beta=1.0)
+    close(out, a @ b + 1, dtype, scale=10)
+    close(blas.gemm(a.T, a), a.T @ a, dtype, scale=10)  # (9, 17) @ (17, 9): a transposed view
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("momentum, nesterov, weight_decay", [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 1e-3)])
+def test_gpu_sgd_and_zero_grad_fused_equal_plain(cp, rng, momentum, nesterov, weight_decay):
+    shapes = [(30, 20), (20,), (7, 3)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[cp.asarray(rng.standard_normal(s).astype(np.float32)) for s in shapes] for _ in range(3)]
+
+    def make():
+        params = [tn.Parameter(cp.asarray(d)) for d in start]
+        return params, tn.SGD(params, lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+    def run(made):
+        params, opt = made
+        for step in grads:
+            opt.zero_grad()
+            assert all(float(abs(p.grad).max()) == 0 for p in params)
+            for p, g in zip(params, step):
+                p.grad += g
+            opt.step()
+        return [p.data for p in params]
+
+    for f, p in zip(*twice(make, run)):
+        np.testing.assert_array_equal(tn.to_numpy(f), tn.to_numpy(p))  # compiled without FMA: bit for bit
+
+
+@pytest.mark.gpu
+def test_gpu_dropout_masks_come_from_the_layer_rng(cp, rng):
+    x = cp.ones((400, 300), cp.float32)
+    first = tn.Dropout(0.3, rng=np.random.default_rng(5))(x)
+    again = tn.Dropout(0.3, rng=np.random.default_rng(5))(x)
+    other = tn.Dropout(0.3, rng=np.random.default_rng(6))(x)
+    assert bool((first == again).all()) and not bool((first == other).all())
+    assert 0.28 < float((first == 0).mean()) < 0.32
+    assert float(first.max()) == pytest.approx(1 / 0.7)
+
+
+# -- on a GPU: the CUDA-graph-captured step -------------------------------------------------
+
+
+def blobs(rng, n, classes=4, dim=20):
+    centres = rng.standard_normal((classes, dim)) * 3
+    y = rng.integers(0, classes, n)
+    return (centres[y] + rng.standard_normal((n, dim))).astype(np.float32), y
+
+
+def train_on_gpu(cp, cuda_graph, epochs=3, schedule=None, n=1000):
+    x, y = blobs(np.random.default_rng(0), n)
+    model = tn.mlp([20, 64, 64, 4], rng=np.random.default_rng(1)).to("cupy")
+    opt = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    history = tn.fit(model, tn.SoftmaxCrossEntropy(), opt, cp.asarray(x), cp.asarray(y), epochs=epochs, batch_size=64,
+                     rng=np.random.default_rng(2), progress=False, lr_schedule=schedule, cuda_graph=cuda_graph)
+    return history, model
+
+
+@pytest.mark.gpu
+def test_gpu_fit_with_a_cuda_graph_equals_eager_fit(cp):
+    eager, eager_model = train_on_gpu(cp, cuda_graph=False)
+    graphed, graphed_model = train_on_gpu(cp, cuda_graph=True)
+    assert len(graphed.step_loss) == len(eager.step_loss) == 3 * 16  # 1000 = 15 * 64 + a batch of 40
+    np.testing.assert_allclose(graphed.step_loss, eager.step_loss, rtol=1e-4, atol=1e-6)
+    for (name, a), b in zip(eager_model.state_dict().items(), graphed_model.state_dict().values()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_graph_is_captured_again_when_the_lr_changes(cp, monkeypatch):
+    from tinynet import cuda_graph
+
+    made = []
+    original = cuda_graph.CapturedStep.__init__
+
+    def spy(self, *args):
+        original(self, *args)
+        made.append(self)
+
+    monkeypatch.setattr(cuda_graph.CapturedStep, "__init__", spy)
+    schedule = tn.optim.cosine_schedule(0.05, 3)
+    graphed, _ = train_on_gpu(cp, cuda_graph=True, schedule=schedule)
+    assert made[0].captures == 3  # one capture per learning rate
+    eager, _ = train_on_gpu(cp, cuda_graph=False, schedule=schedule)
+    np.testing.assert_allclose(graphed.step_loss, eager.step_loss, rtol=1e-4, atol=1e-6)
+
+
+def test_cuda_graph_refuses_what_it_cannot_replay(rng):
+    x, y = blobs(rng, 64)
+    model = tn.mlp([20, 8, 4], rng=rng)
+    fit = lambda m, opt: tn.fit(m, tn.SoftmaxCrossEntropy(), opt, x, y, 1, 32, progress=False, cuda_graph=True)  # noqa: E731
+    with pytest.raises(ValueError, match="cuda_graph=True supports SGD only, got Adam"):
+        fit(model, tn.Adam(model.parameters()))
+    dropout = tn.Sequential(tn.Linear(20, 4, rng=rng), tn.Dropout(0.2, rng=rng))
+    with pytest.raises(ValueError, match="cannot replay Dropout"):
+        fit(dropout, tn.SGD(dropout.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match=r"needs the model on the GPU: call model.to\('cupy'\)"):
+        fit(model, tn.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(TypeError, match="fit: expected cuda_graph to be True or False"):
+        tn.fit(model, tn.SoftmaxCrossEntropy(), tn.SGD(model.parameters(), lr=0.1), x, y, 1, 32, cuda_graph="yes")
+
+
+# -- without a GPU: the GPU code paths end to end on tests/fake_cupy.py ---------------------
+
+
+@pytest.fixture
+def fake_gpu(build_dir):
+    """A stand-in cupy (NumPy arrays, the CUDA C run on the CPU, captures recorded and replayed)."""
+    if not cuda_cpu.available():
+        pytest.skip("the fake GPU runs the CUDA kernels on the CPU, which needs g++")
+    import fake_cupy
+
+    with fake_cupy.installed(build_dir) as cupy:
+        yield cupy
+
+
+def small_run(cp, cuda_graph=False, fused=True, schedule=None, epochs=2, backend="cupy"):
+    x, y = blobs(np.random.default_rng(0), 300)
+    model = tn.mlp([20, 16, 16, 4], rng=np.random.default_rng(1)).to(backend)
+    opt = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    if backend == "cupy":
+        x, y = cp.asarray(x), cp.asarray(y)
+    with kernels.use_fused(fused):
+        history = tn.fit(model, tn.SoftmaxCrossEntropy(), opt, x, y, epochs=epochs, batch_size=64,
+                         rng=np.random.default_rng(2), progress=False, lr_schedule=schedule, cuda_graph=cuda_graph)
+    return history, model
+
+
+def assert_same_training(a, b, rtol=1e-5):
+    (history_a, model_a), (history_b, model_b) = a, b
+    np.testing.assert_allclose(history_a.step_loss, history_b.step_loss, rtol=rtol, atol=1e-7)
+    for (name, pa), pb in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        np.testing.assert_allclose(pa, pb, rtol=rtol * 10, atol=1e-6, err_msg=name)
+
+
+def test_fake_gpu_fused_training_equals_plain_and_numpy(fake_gpu):
+    fused = small_run(fake_gpu)
+    assert type(fused[1].parameters()[0].data).__module__ == "cupy"  # it really took the GPU paths
+    assert_same_training(fused, small_run(fake_gpu, fused=False))
+    assert_same_training(fused, small_run(fake_gpu, backend="numpy"))
+
+
+def test_fake_gpu_cuda_graph_replays_the_eager_step(fake_gpu, monkeypatch):
+    from tinynet import cuda_graph
+
+    made = []
+    original = cuda_graph.CapturedStep.__init__
+
+    def spy(self, *args):
+        original(self, *args)
+        made.append(self)
+
+    monkeypatch.setattr(cuda_graph.CapturedStep, "__init__", spy)
+    graphed = small_run(fake_gpu, cuda_graph=True, epochs=3)
+    # 300 = 4 * 64 + 44: per epoch 4 full steps and a tail; 2 warm-up steps, then replays
+    assert made[0].captures == 1 and made[0].graph.launches == 3 * 4 - 2
+    assert_same_training(graphed, small_run(fake_gpu, epochs=3))
+    schedule = tn.optim.cosine_schedule(0.05, 3)
+    graphed = small_run(fake_gpu, cuda_graph=True, epochs=3, schedule=schedule)
+    assert made[1].captures == 3  # a new learning rate each epoch: captured again
+    assert_same_training(graphed, small_run(fake_gpu, epochs=3, schedule=schedule))

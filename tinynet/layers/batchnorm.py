@@ -72,12 +72,12 @@ class BatchNorm(Layer):
             )
         if self.gradient == "simplified" and (fused := kernels.fused("batchnorm_forward", x)) is not None:
             return fused(self, x)  # CuPy: statistics, running averages, xhat and y in two kernels
+        xc, xhat = self._kept_arrays(x)  # (N, C) each, filled below
         mu = x.mean(axis=0)  # (C,)
-        xc = x - mu  # (N, C), centred first: two passes, never E[x^2] - E[x]^2
-        sq = xc * xc  # (N, C)
-        var = sq.mean(axis=0)  # (C,) biased: this is what normalises
+        xp.subtract(x, mu, out=xc)  # centred first: two passes, never E[x^2] - E[x]^2
+        var = xp.einsum("nc,nc->c", xc, xc) / m  # (C,) mean of xc**2, biased: this is what normalises
         inv_std = 1 / xp.sqrt(var + self.eps)  # (C,)
-        xhat = xp.multiply(xc, inv_std, out=sq)  # (N, C), written over sq (used up): one allocation less
+        xp.multiply(xc, inv_std, out=xhat)
         # running averages in place; running_var stores the unbiased variance (PyTorch)
         self.running_mean *= 1 - self.momentum
         self.running_mean += self.momentum * mu
@@ -94,8 +94,7 @@ class BatchNorm(Layer):
         if batch_stats and self.gradient == "simplified" and (fused := kernels.fused("batchnorm_backward", dy)) is not None:
             return fused(self, dy, xhat, inv_std)  # CuPy: the same formula in two kernels
         xp, gamma = get_array_module(dy), self.gamma.data
-        dy_xhat = dy * xhat  # (N, C)
-        dgamma = dy_xhat.sum(axis=0)  # (C,)
+        dgamma = xp.einsum("nc,nc->c", dy, xhat)  # (C,) sum of dy * xhat, with no (N, C) temporary
         dbeta = dy.sum(axis=0)  # (C,)
         self.gamma.grad += dgamma
         self.beta.grad += dbeta
@@ -107,11 +106,23 @@ class BatchNorm(Layer):
         #   dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))
         # its two means are the sums dbeta and dgamma above over m: no new (N, C) reduction
         m = dy.shape[0]
-        dx = xp.multiply(xhat, dgamma / m, out=dy_xhat)  # (N, C), over dy * xhat (summed, used up)
-        xp.subtract(dy, dx, out=dx)
+        dx = xhat * (dgamma / m)  # (N, C)
+        xp.subtract(dy, dx, out=dx)  # dx is ours: in place from here on
         dx -= dbeta / m
         dx *= gamma * inv_std
         return dx
+
+    def _kept_arrays(self, x):
+        """Two arrays shaped like ``x`` for xc and xhat, kept from one training step to the next.
+
+        Both live only until backward. Fresh (N, C) arrays every step would cost page faults:
+        glibc returns large freed blocks to the OS, so a new one arrives as untouched pages.
+        """
+        kept = self.__dict__.get("_kept")
+        if kept is None or kept[0].shape != x.shape or kept[0].dtype != x.dtype or type(kept[0]) is not type(x):
+            xp = get_array_module(x)
+            kept = self._kept = (xp.empty_like(x), xp.empty_like(x))
+        return kept
 
     @staticmethod
     def _backward_paper(dxhat, xc, inv_std):

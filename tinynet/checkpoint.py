@@ -145,11 +145,6 @@ def load(path, model, optimizer=None, *, rng=None):
         raise TypeError(f"tinynet.load: expected rng to be a numpy.random.Generator, got {type(rng).__name__}")
     arrays = _read(path)
     version = int(arrays["format"])
-    if version > FORMAT_VERSION:
-        raise ValueError(
-            f"tinynet.load: {path} has checkpoint format {version}, this tinynet reads up to "
-            f"{FORMAT_VERSION}; upgrade tinynet"
-        )
     summary = str(arrays.get("summary", ""))
     model_state = _with_prefix(arrays, "model/")
     saved_generators = {name: json.loads(str(v)) for name, v in _with_prefix(arrays, "rng/model/").items()}
@@ -301,6 +296,12 @@ def _read(path):
         raise ValueError(
             f"tinynet.load: {path} is an .npz archive but not a tinynet checkpoint (it has no format "
             "version); write checkpoints with tinynet.save"
+        )
+    version = int(arrays["format"])
+    if version > FORMAT_VERSION:  # before the checksum: a later format may sum otherwise
+        raise ValueError(
+            f"tinynet.load: {path} has checkpoint format {version}, this tinynet reads up to "
+            f"{FORMAT_VERSION}; upgrade tinynet"
         )
     # np.load checks no CRC, and a damaged zip directory can silently drop entries: compare
     # everything read with the checksum written

@@ -255,8 +255,11 @@ def test_gpu_batchnorm_fused_equals_plain(cp, rng, dtype, shape):
         dx = bn.backward(dy)
         return y, dx, bn.gamma.grad, bn.beta.grad, bn.running_mean, bn.running_var
 
-    for f, p in zip(*twice(make, run)):
-        close(f, p, dtype, scale=float(abs(p).max()))
+    host = tn.to_numpy(x).astype(np.float64)
+    # dx is a difference of terms as large as dy * gamma * inv_std (nearly all of it for N = 2)
+    dx_scale = float(abs(dy).max()) * 1.5 / np.sqrt(host.var(0).min() + 1e-5)
+    for i, (f, p) in enumerate(zip(*twice(make, run))):
+        close(f, p, dtype, scale=dx_scale if i == 1 else float(abs(p).max()))
 
 
 @pytest.mark.gpu

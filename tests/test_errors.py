@@ -64,7 +64,10 @@ def namespace(tmp):
     np.savez(tmp / "plain.npz", weights=np.ones(3))
     Path(tmp / "half.npz").write_bytes(Path(tmp / "good.npz").read_bytes()[:500])
     with np.load(tmp / "good.npz") as f:
-        np.savez(tmp / "future.npz", **{**{k: f[k] for k in f.files}, "format": np.array(99)})
+        arrays = {k: f[k] for k in f.files}
+    np.savez(tmp / "future.npz", **{**arrays, "format": np.array(99)})
+    arrays["model/0.weight"][0, 0] += 1  # changed after saving: the checksum no longer matches
+    np.savez(tmp / "changed.npz", **arrays)
 
     def crash_backward(dy):  # a layer whose backward overflows
         return dy * np.float32(np.inf)
@@ -287,6 +290,8 @@ CASES = [
      ValueError, r"tinynet\.load", r"plain.npz is an .npz archive but not a tinynet checkpoint"),
     ("Checkpoints", "loading a checkpoint from a newer tinynet", "tn.load('future.npz', model)",
      ValueError, r"tinynet\.load", r"future.npz has checkpoint format 99, this tinynet reads up to 1"),
+    ("Checkpoints", "loading a checkpoint whose numbers were changed", "tn.load('changed.npz', model)",
+     ValueError, r"tinynet\.load", r"changed.npz is damaged: its checksum does not match its contents"),
     ("Checkpoints", "loading into a different architecture", "tn.load('wide.npz', model)",
      ValueError, r"tinynet\.load", r"wide.npz was saved from a different architecture: wrong shapes: "
      r"0.weight: model has \(4, 8\), checkpoint has \(4, 16\)"),

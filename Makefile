@@ -13,6 +13,7 @@ help:
 	@echo "make test    install the test dependencies and run the test suite"
 	@echo "make compare train with and without BatchNorm (Ioffe & Szegedy's Figure 1): plots and report in runs/compare"
 	@echo "make lab N=1 grade course lab 1 (labs/01_*/student.py) offline, with hints; labs-selfcheck checks all labs"
+	@echo "make gpu-check  on a GPU machine: tests on CuPy, MNIST to 98 %, tinynet-cupy vs PyTorch (docs/gpu.md)"
 	@echo "             (pass options with ARGS=..., e.g. make train ARGS='--epochs 3 --no-batchnorm')"
 
 $(PY):
@@ -55,3 +56,13 @@ lab: $(VENV)/.installed
 labs-selfcheck: $(VENV)/.installed-test
 	$(PY) -m tinynet lab --selfcheck
 	$(PY) -m pytest -q tests/test_labs.py
+
+# gpu-check: on a GPU machine, with only what is installed there (no venv, no pip): the test suite
+# on CuPy, the default MLP to 98 % on MNIST, tinynet-cupy against PyTorch CUDA eager; the report
+# goes to benchmarks/results/gpu-<date>.md (and $OUT when set). See docs/gpu.md.
+.PHONY: gpu-check
+
+GPU_PYTHON ?= python3
+
+gpu-check:
+	PYTHONPATH=. $(GPU_PYTHON) benchmarks/gpu_check.py $(ARGS)

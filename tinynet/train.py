@@ -223,7 +223,7 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     if cuda_graph:
         from .cuda_graph import CapturedStep
 
-        captured = CapturedStep(model, loss, optimizer, whole_step(model, loss, optimizer))
+        captured = CapturedStep(model, loss, optimizer, whole_step(model, loss, optimizer, skip_data_gradient))
     for epoch in range(first_epoch, epochs + 1):
         model.train()
         if lr_schedule is not None:

@@ -476,3 +476,18 @@ def test_fake_gpu_cuda_graph_replays_the_eager_step(fake_gpu, monkeypatch):
     graphed = small_run(fake_gpu, cuda_graph=True, epochs=3, schedule=schedule)
     assert made[1].captures == 3  # a new learning rate each epoch: captured again
     assert_same_training(graphed, small_run(fake_gpu, epochs=3, schedule=schedule))
+
+
+@needs_gxx
+@pytest.mark.parametrize("bad", [None, "loss", "grad"])
+def test_nonfinite_kernel_flags_a_nan_in_the_loss_or_any_gradient(compiled, rng, bad):
+    grads = [rng.standard_normal(s).astype(np.float32) for s in [(4, 3), (5,), (1,)]]
+    loss = np.array(0.5, np.float32)
+    if bad == "loss":
+        loss[()] = np.inf
+    elif bad == "grad":
+        grads[1][3] = np.nan
+    offsets = np.concatenate([[0], np.cumsum([g.size for g in grads])]).astype(np.int64)
+    flag = np.zeros((), np.int32)
+    compiled("optim", np.float32).launch("nonfinite_multi", (2,), (4,), cuda_cpu.pointer_table(grads), offsets, 3, loss, flag)
+    assert int(flag) == (bad is not None)

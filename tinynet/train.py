@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import kernels
 from .backend import backend_name, get_array_module, synchronize, to_numpy
 from .checkpoint import load, save
 from .data.batching import minibatches
@@ -285,6 +286,9 @@ def check_checkpoint_options(checkpoint, resume):
 
 def finite_step(xp, loss_value, params):
     """True when the loss and every gradient are finite: one flag, so one device sync."""
+    fused = kernels.fused("all_finite", loss_value)
+    if fused is not None and (answer := fused(loss_value, params)) is not NotImplemented:
+        return answer  # CuPy: one kernel over every gradient
     # NaN and Inf survive the sum of the loss and every g . g: one fast dot per gradient, cheaper
     # than isfinite(g).all(); a finite g so large that g . g overflows is a false alarm, which
     # the exact check clears

@@ -14,6 +14,7 @@ batchnorm_backward         ``BatchNorm.backward`` (simplified)    batchnorm.py, 
 linear_forward / _backward ``Linear.forward`` / ``.backward``     linear.py, cuBLAS via blas.py
 softmax_cross_entropy(*)   ``SoftmaxCrossEntropy``                softmax_ce.py, 1 kernel each
 sgd_step, zero_grads       ``SGD.step``, ``Optimizer.zero_grad``  optim.py, 1 kernel for all
+all_finite                 fit's per-step NaN/Inf check           optim.py, 1 kernel for all
 dropout_keep               ``Dropout.forward``'s mask             dropout.py, drawn on device
 =========================  =====================================  ==========================
 
@@ -42,6 +43,7 @@ _TABLE = {
     "softmax_cross_entropy_backward": ("softmax_ce", "backward"),
     "sgd_step": ("optim", "sgd_step"),
     "zero_grads": ("optim", "zero_grads"),
+    "all_finite": ("optim", "all_finite"),
     "dropout_keep": ("dropout", "keep_mask"),
 }
 NAMES = tuple(_TABLE)

@@ -48,6 +48,18 @@ extern "C" __global__ void sgd_multi(T* const* params, T* const* grads, T* const
     }
 }
 
+// flag = 1 if the loss or any element of any tensor is NaN or Inf (every writer writes 1).
+extern "C" __global__ void nonfinite_multi(const T* const* ptrs, const long long* offsets, int count,
+                                           const T* loss, int* flag) {
+    const long long total = offsets[count];
+    const long long first = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (first == 0 && !isfinite(*loss)) *flag = 1;
+    for (long long i = first; i < total; i += (long long)gridDim.x * blockDim.x) {
+        const int t = tensor_of(i, offsets);
+        if (!isfinite(ptrs[t][i - offsets[t]])) *flag = 1;
+    }
+}
+
 extern "C" __global__ void zero_multi(T* const* ptrs, const long long* offsets, int count) {
     const long long total = offsets[count];
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -107,6 +119,22 @@ def zero_grads(params):
         (pointers,), offsets = _table([[p.grad for p in group]], sizes)
         kernel(SOURCE, dtype, "zero_multi")(flat_grid(sum(sizes)), (256,), (pointers, offsets, np.int32(len(group))))
     return None
+
+
+def all_finite(loss_value, params):
+    """True when the loss and every ``p.grad`` are finite: one kernel and one read back.
+
+    Returns NotImplemented when some gradient is not one the kernel can read.
+    """
+    dtype = loss_value.dtype
+    if not all(_usable(p.grad, p.data) and p.data.dtype == dtype for p in params) or loss_value.size != 1:
+        return NotImplemented
+    sizes = [p.data.size for p in params]
+    (pointers,), offsets = _table([[p.grad for p in params]], sizes)
+    flag = cupy.zeros((), np.int32)
+    kernel(SOURCE, dtype, "nonfinite_multi", OPTIONS)(
+        flat_grid(sum(sizes)), (256,), (pointers, offsets, np.int32(len(params)), loss_value, flag))
+    return not bool(flag)
 
 
 def sgd_step(opt):

@@ -9,7 +9,7 @@ PRESETS = {
     # `make compare` fits in minutes on a laptop CPU (pass --steps 50000 for the full run).
     "paper": dict(hidden=(100, 100, 100), activation="sigmoid", init_std=0.1, batch_size=60,
                   lr=0.1, momentum=0.0, steps=20_000, eval_every=500,
-                  sweep_lrs=(0.5, 2.0, 8.0, 32.0), sweep_steps=3000),
+                  sweep_lrs=(0.5, 2.0, 8.0, 16.0, 32.0), sweep_steps=2000),
     # the default MLP of `tinynet train`: 784-256-256-10 ReLU, He init, SGD with momentum
     "mlp": dict(hidden=(256, 256), activation="relu", init_std=None, batch_size=128,
                 lr=0.05, momentum=0.9, steps=4000, eval_every=200,
@@ -108,8 +108,11 @@ class StudyConfig:
         return cls(preset=name, **settings)
 
     def with_lr(self, lr, steps):
-        """The same settings at another learning rate and length (for the sweep)."""
-        return replace(self, lr=lr, steps=steps)
+        """The same settings at another learning rate and length (for the sweep).
+
+        A short run is evaluated at least 10 times, so that its curve has a shape.
+        """
+        return replace(self, lr=lr, steps=steps, eval_every=max(1, min(self.eval_every, steps // 10)))
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

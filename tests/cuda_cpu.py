@@ -37,6 +37,7 @@ static unsigned running;
 static std::function<void()> body;
 inline void __syncthreads() { swapcontext(&contexts[running], &scheduler); }
 #define __global__
+#define __launch_bounds__(...)
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
@@ -99,7 +100,7 @@ void launch(void (*kernel)(Params...), unsigned gx, unsigned gy, unsigned bx, un
 }
 """
 
-SIGNATURE = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)', re.S)
+SIGNATURE = re.compile(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(([^)]*)\)', re.S)
 C_SCALARS = {"long long": ctypes.c_longlong, "int": ctypes.c_int}
 
 

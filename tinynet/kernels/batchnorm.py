@@ -22,7 +22,7 @@ from ._cuda import column_grid, contiguous, kernel, row_launch, scalar
 SOURCE = r"""
 // x is (n, c), row-major. A block of 32 x 32 threads owns 32 columns: threadIdx.x picks the
 // column (so a warp reads 32 neighbouring floats of a row), threadIdx.y strides down the rows.
-extern "C" __global__ void bn_stats(const T* x, long long n, long long c,
+extern "C" __global__ void __launch_bounds__(1024) bn_stats(const T* x, long long n, long long c,
                                     T eps, T keep, T new_mean, T new_var,
                                     T* mean, T* inv_std, T* running_mean, T* running_var) {
     __shared__ double part[32][33];
@@ -73,7 +73,7 @@ extern "C" __global__ void bn_normalize(const T* x, const T* mean, const T* inv_
         }
 }
 
-extern "C" __global__ void bn_grad_sums(const T* dy, const T* xhat, const T* gamma, const T* inv_std,
+extern "C" __global__ void __launch_bounds__(1024) bn_grad_sums(const T* dy, const T* xhat, const T* gamma, const T* inv_std,
                                         long long n, long long c,
                                         T* gamma_grad, T* beta_grad, T* coef) {
     __shared__ double part_g[32][33];

@@ -14,7 +14,7 @@ from ._cuda import column_grid, contiguous, kernel
 
 SOURCE = r"""
 // out[j] += sum over rows of a[:, j]; a is (n, c) row-major; 32 x 32 threads own 32 columns.
-extern "C" __global__ void column_sum_add(const T* a, long long n, long long c, T* out) {
+extern "C" __global__ void __launch_bounds__(1024) column_sum_add(const T* a, long long n, long long c, T* out) {
     __shared__ double part[32][33];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const long long col = (long long)blockIdx.x * 32 + tx;

@@ -15,7 +15,8 @@ from ._cuda import contiguous, kernel, row_launch, scalar
 THREADS = 1024  # one block; a power of two for the tree sum
 
 SOURCE = r"""
-extern "C" __global__ void softmax_ce_forward(const T* logits, const long long* labels,
+// __launch_bounds__: a block of 1024 threads may use at most 64 registers each
+extern "C" __global__ void __launch_bounds__(1024) softmax_ce_forward(const T* logits, const long long* labels,
                                               long long n, long long c, T* probs, T* loss) {
     __shared__ double part[1024];
     double acc = 0;

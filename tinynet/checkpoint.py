@@ -132,10 +132,12 @@ def load(path, model, optimizer=None, *, rng=None):
 
     Raises
     ------
+    FileNotFoundError
+        No file at ``path``.
     ValueError
-        Not a tinynet checkpoint, a newer format, or a different architecture (listing the
-        missing, unexpected and wrongly shaped keys, and both summaries); the model,
-        optimizer and rng are then unchanged.
+        Not a tinynet checkpoint, cut short or damaged (its checksum does not match), a newer
+        format, or a different architecture (listing the missing, unexpected and wrongly
+        shaped keys, and both summaries); the model, optimizer and rng are then unchanged.
     """
     from .train import History  # train imports this module for fit
 
@@ -191,11 +193,15 @@ def _check_path(where, path):
 
 def _check_model_and_optimizer(where, model, optimizer):
     if not isinstance(model, Layer):
-        raise TypeError(f"{where}: expected model to be a tinynet Layer (a Graph, Sequential, ...), got {type(model).__name__}")
+        raise TypeError(
+            f"{where}: expected model to be a tinynet Layer (a Graph, Sequential, ...), got {type(model).__name__}"
+        )
     if optimizer is None:
         return
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"{where}: expected optimizer to be a tinynet optimizer (SGD, Adam), got {type(optimizer).__name__}")
+        raise TypeError(
+            f"{where}: expected optimizer to be a tinynet optimizer (SGD, Adam), got {type(optimizer).__name__}"
+        )
     own = {id(p) for p in model.parameters()}
     foreign = [p.name for p in optimizer.params if id(p) not in own]
     if foreign:
@@ -250,10 +256,11 @@ def _check_architecture(path, model, model_state, saved_generators, summary):
         for name in expected
         if name in got and expected[name] != got[name]
     ]
+    kinds = {name: type(g.bit_generator).__name__ for name, g in generators.items()}
     wrong += [
-        f"{name}: model has a {type(g.bit_generator).__name__} generator, checkpoint has {saved_generators[name].get('bit_generator')}"
-        for name, g in generators.items()
-        if name in saved_generators and saved_generators[name].get("bit_generator") != type(g.bit_generator).__name__
+        f"{name}: model has a {kind} generator, checkpoint has {saved_generators[name].get('bit_generator')}"
+        for name, kind in kinds.items()
+        if name in saved_generators and saved_generators[name].get("bit_generator") != kind
     ]
     if not (missing or unexpected or wrong):
         return

@@ -13,6 +13,7 @@ help:
 	@echo "make test    install the test dependencies and run the test suite"
 	@echo "make compare train with and without BatchNorm (Ioffe & Szegedy's Figure 1): plots and report in runs/compare"
 	@echo "make lab N=1 grade course lab 1 (labs/01_*/student.py) offline, with hints; labs-selfcheck checks all labs"
+	@echo "make bench   tinynet vs PyTorch CPU on the MNIST MLP: s/epoch, ratio, GFLOP/s, peak RSS (installs torch==2.13.0)"
 	@echo "make gpu-check  on a GPU machine: tests on CuPy, MNIST to 98 %, tinynet-cupy vs PyTorch (docs/gpu.md)"
 	@echo "             (pass options with ARGS=..., e.g. make train ARGS='--epochs 3 --no-batchnorm')"
 
@@ -66,3 +67,14 @@ GPU_PYTHON ?= python3
 
 gpu-check:
 	PYTHONPATH=. $(GPU_PYTHON) benchmarks/gpu_check.py $(ARGS)
+
+# bench: tinynet against PyTorch CPU on the MNIST MLP, (256, 128) and (1024, 1024), alternated
+# rounds, GEMM peak and peak RSS (benchmarks/README.md). Installs the `bench` extra (torch==2.13.0).
+.PHONY: bench
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/bench_cpu.py $(ARGS)

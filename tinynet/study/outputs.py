@@ -87,7 +87,7 @@ def write_report(result, out_dir, plots=(), plot_note=None):
         "| setting | value |",
         "| --- | --- |",
         f"| preset | {c.preset} |",
-        f"| data | {info.get('dataset', 'given arrays')}: {info['train_examples']} training, "
+        f"| data | {dataset_name(info)}: {info['train_examples']} training, "
         f"{info['test_examples']} test examples |",
         f"| network | {arch(c, info)}, {c.activation}; with BatchNorm: Linear without bias, then BatchNorm, "
         f"before each {c.activation} |",
@@ -135,6 +135,12 @@ def write_report(result, out_dir, plots=(), plot_note=None):
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path
+
+
+def dataset_name(info):
+    """How the data is called in titles: MNIST, Fashion-MNIST, or the name given."""
+    name = info.get("dataset")
+    return {"mnist": "MNIST", "fashion": "Fashion-MNIST", None: "the given data"}.get(name, name)
 
 
 def arch(config, info):

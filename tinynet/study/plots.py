@@ -7,6 +7,8 @@ BatchNorm. ``lr_sweep.png``: final test accuracy against the learning rate, and 
 
 import os
 
+from .outputs import dataset_name
+
 COLORS = {False: "tab:orange", True: "tab:blue"}
 LABELS = {False: "without BatchNorm", True: "with BatchNorm"}
 
@@ -39,9 +41,12 @@ def figure1(Figure, result, path):
                   label=LABELS[run.batchnorm], lw=1.6)
     for target in c.targets:
         ax_a.axhline(100 * target, color="0.6", lw=0.8, ls=":")
-    low = min(a for r in (plain, bn) for a in r.test_accuracy[1:] or r.test_accuracy)
-    # like the paper, zoom on the interesting range unless a run sat lower than that
-    ax_a.set_ylim(max(0, min(90, 100 * low - 2)), 100)
+        ax_a.annotate(f"{100 * target:g} %", (0, 100 * target), xycoords=("axes fraction", "data"),
+                      xytext=(3, 2), textcoords="offset points", fontsize="small", color="0.4")
+    # like the paper (whose axis starts at 70 %), zoom on where the runs differ once trained;
+    # the first steps enter from below. A run that ends low gets the whole range.
+    final = min(plain.final_accuracy, bn.final_accuracy)
+    ax_a.set_ylim(80 if final >= 0.85 else 0, 100)
     ax_a.set_title(f"(a) test accuracy, lr {c.lr:g}")
     ax_a.set_xlabel(f"training steps (batches of {c.batch_size})")
     ax_a.set_ylabel("test accuracy (%)")
@@ -57,7 +62,7 @@ def figure1(Figure, result, path):
         ax.set_ylabel(f"{c.activation} input (pre-activation value)")
         ax.legend(loc="best")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{arch_text(result)} {c.activation} MLP on {result.data_info.get('dataset', 'the given data')}, "
+    fig.suptitle(f"{arch_text(result)} {c.activation} MLP on {dataset_name(result.data_info)}, "
                  f"with and without BatchNorm (Ioffe & Szegedy 2015, Fig. 1); percentiles over "
                  f"{result.data_info['test_examples']:,} test examples")
     fig.savefig(path, dpi=110)
@@ -84,8 +89,8 @@ def sweep_figure(Figure, result, path):
     ax_final.set_ylim(0, 100)
     chance = 100 / result.data_info["classes"]
     ax_final.axhline(chance, color="0.6", lw=0.8, ls=":")
-    ax_final.annotate(f"chance ({result.data_info['classes']} classes)", (1, chance), xycoords=("axes fraction", "data"),
-                      xytext=(-4, 3), textcoords="offset points", ha="right", fontsize="small", color="0.4")
+    ax_final.annotate(f"chance ({result.data_info['classes']} classes)", (0, chance), xycoords=("axes fraction", "data"),
+                      xytext=(4, 3), textcoords="offset points", fontsize="small", color="0.4")
     ax_final.set_title(f"test accuracy after {c.sweep_steps:,} steps")
     ax_final.set_xlabel("learning rate (log scale)")
     ax_final.set_ylabel("test accuracy (%)")
@@ -104,7 +109,7 @@ def sweep_figure(Figure, result, path):
     ax_curves.set_title("test accuracy during training (dashed: without BatchNorm)")
     ax_curves.set_xlabel(f"training steps (batches of {c.batch_size})")
     ax_curves.set_ylabel("test accuracy (%)")
-    ax_curves.legend(loc="lower right", ncol=2, fontsize="small")
+    ax_curves.legend(loc="center right", ncol=2, fontsize="small")
     ax_curves.grid(alpha=0.3)
     fig.suptitle(f"Learning-rate sweep: {arch_text(result)} {c.activation} MLP, SGD momentum {c.momentum:g}, "
                  f"same initial weights and batches")

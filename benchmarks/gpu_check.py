@@ -124,7 +124,8 @@ def environment():
         lines.append("- pytest: not importable (the test stage is skipped)")
     from tinynet.kernels import blas
 
-    lines.append(f"- tinynet's own cuBLAS handle (needed by CUDA graphs): {'yes' if blas.available() else 'NO'}")
+    lines.append(f"- tinynet's own cuBLAS handle (Linear's products, needed by CUDA graphs): "
+                 f"{'works, agrees with CuPy' if blas.available() else 'NO: ' + str(blas.problem())}")
     return "\n".join(lines), True
 
 

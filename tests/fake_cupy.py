@@ -316,13 +316,17 @@ def installed(build_dir):
     saved = {name: sys.modules[name] for name in list(sys.modules) if name == "cupy" or name.startswith("tinynet.kernels.")}
     for name in saved:
         del sys.modules[name]
+    submodules = {k: v for k, v in vars(kernels).items() if isinstance(v, types.ModuleType) and v.__name__.startswith("tinynet.kernels.")}
+    for name in submodules:  # ``from tinynet.kernels import blas`` reads the attribute: drop it so imports are fresh
+        delattr(kernels, name)
     sys.modules["cupy"] = _make_module()
     kernels._resolved.clear()
     try:
         from tinynet.kernels import blas
 
-        blas.gemm = _fake_gemm
+        blas.real_gemm, blas.gemm = blas.gemm, _fake_gemm
         blas.handle = lambda: None
+        blas.real_problem, blas.problem = blas.problem, lambda: None  # the real check would find no cuBLAS
         yield sys.modules["cupy"]
     finally:
         global _recording
@@ -331,6 +335,8 @@ def installed(build_dir):
         for name in [n for n in sys.modules if n == "cupy" or n.startswith("tinynet.kernels.")]:
             del sys.modules[name]
         sys.modules.update(saved)
-        for name, module in saved.items():  # the package attributes point at the real submodules again
-            if name.startswith("tinynet.kernels."):
-                setattr(kernels, name.rsplit(".", 1)[1], module)
+        for name in [k for k, v in vars(kernels).items()
+                     if isinstance(v, types.ModuleType) and v.__name__.startswith("tinynet.kernels.")]:
+            delattr(kernels, name)  # imported under the fake
+        for name, module in submodules.items():  # the package attributes point at the real submodules again
+            setattr(kernels, name, module)

@@ -491,3 +491,17 @@ def test_nonfinite_kernel_flags_a_nan_in_the_loss_or_any_gradient(compiled, rng,
     flag = np.zeros((), np.int32)
     compiled("optim", np.float32).launch("nonfinite_multi", (2,), (4,), cuda_cpu.pointer_table(grads), offsets, 3, loss, flag)
     assert int(flag) == (bad is not None)
+
+
+def test_fake_gpu_a_broken_cublas_handle_falls_back_to_cupy_matmul(fake_gpu, monkeypatch):
+    from tinynet.kernels import blas
+
+    monkeypatch.setattr(blas, "problem", blas.real_problem)  # the check runs, and fails: no cuBLAS here
+    monkeypatch.setattr(blas, "gemm", blas.real_gemm)
+    blas._checked.clear()
+    with pytest.warns(RuntimeWarning, match="tinynet's own cuBLAS handle is unusable.*falls back to CuPy's matmul"):
+        eager = small_run(fake_gpu)
+    assert_same_training(eager, small_run(fake_gpu, backend="numpy"))
+    with pytest.raises(RuntimeError, match="cuda_graph=True needs tinynet's own cuBLAS handle, but"):
+        small_run(fake_gpu, cuda_graph=True)
+    blas._checked.clear()

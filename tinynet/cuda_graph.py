@@ -56,10 +56,8 @@ def check_capturable(model, optimizer, where="fit"):
         raise ValueError(f"{where}: cuda_graph=True needs the fused kernels; it cannot run inside use_fused(False)")
     from .kernels import blas
 
-    try:
-        blas.handle()
-    except blas.CublasUnavailableError as exc:
-        raise RuntimeError(f"{where}: cuda_graph=True needs tinynet's own cuBLAS handle: {exc}") from None
+    if blas.problem() is not None:
+        raise RuntimeError(f"{where}: cuda_graph=True needs tinynet's own cuBLAS handle, but {blas.problem()}")
 
 
 class CapturedStep:

@@ -16,8 +16,10 @@ view such as ``x.T``) as "T" with the other leading dimension.
 import ctypes
 import os
 import threading
+import warnings
 
 import cupy
+import numpy as np
 
 from . import capturing
 
@@ -127,13 +129,53 @@ def handle():
     return h
 
 
+_checked = {}  # device -> None if our handle works and agrees with CuPy's matmul, else the reason
+
+
+def problem():
+    """None if our cuBLAS handle works on this device, else why not (checked once per device).
+
+    The check opens the handle and compares its products with CuPy's ``a @ b`` for every
+    operand layout, in float32 and float64, plain and accumulating. If it fails, ``gemm``
+    falls back to CuPy's matmul (with a warning) and CUDA graphs are unavailable.
+    """
+    device = cupy.cuda.runtime.getDevice()
+    if device not in _checked:
+        if capturing():
+            raise RuntimeError("cuBLAS: the handle must be checked before a capture (run one eager step first)")
+        _checked[device] = _self_check()
+        if _checked[device] is not None:
+            warnings.warn(f"tinynet: {_checked[device]}; Linear falls back to CuPy's matmul and "
+                          "fit(cuda_graph=True) is unavailable", RuntimeWarning, stacklevel=3)
+    return _checked[device]
+
+
 def available():
-    """True if our own cuBLAS handle can be made (needed by CUDA-graph capture)."""
+    """True if our own cuBLAS handle works (needed by CUDA-graph capture)."""
+    return problem() is None
+
+
+def _self_check():
     try:
         handle()
-    except (CublasUnavailableError, RuntimeError):
-        return False
-    return True
+        rng = np.random.default_rng(0)
+        for dtype in (np.float32, np.float64):
+            a = cupy.asarray(rng.standard_normal((5, 3)).astype(dtype))
+            b = cupy.asarray(rng.standard_normal((3, 4)).astype(dtype))
+            want = cupy.asnumpy(a @ b).astype(np.float64)
+            for left in (a, cupy.asfortranarray(a)):
+                for right in (b, cupy.asfortranarray(b)):
+                    got = _ctypes_gemm(left, right)
+                    if not np.allclose(cupy.asnumpy(got), want, rtol=1e-5, atol=1e-5):
+                        return f"tinynet's own cuBLAS handle gives wrong products ({left.flags.f_contiguous=}, " \
+                               f"{right.flags.f_contiguous=}, {dtype.__name__})"
+            out = cupy.ones((5, 4), dtype)
+            _ctypes_gemm(a, b, out, 1.0)
+            if not np.allclose(cupy.asnumpy(out), want + 1, rtol=1e-5, atol=1e-5):
+                return f"tinynet's own cuBLAS handle does not accumulate (beta = 1) correctly ({dtype.__name__})"
+    except Exception as exc:  # a library that does not open, a symbol missing, a cuBLAS error
+        return f"tinynet's own cuBLAS handle is unusable ({type(exc).__name__}: {exc})"
+    return None
 
 
 def _operand(a):
@@ -167,13 +209,28 @@ def gemm(a, b, out=None, beta=0.0):
         raise ValueError(f"gemm: expected (M, K) @ (K, N), got {tuple(a.shape)} @ {tuple(b.shape)}")
     if a.dtype != b.dtype or a.dtype.name not in ("float32", "float64"):
         raise TypeError(f"gemm: expected two float32 or two float64 arrays, got {a.dtype} and {b.dtype}")
+    m, n = a.shape[0], b.shape[1]
+    if out is not None and (out.shape != (m, n) or out.dtype != a.dtype or not out.flags.c_contiguous):
+        raise ValueError(f"gemm: out must be a C-contiguous {a.dtype} array of shape {(m, n)}, "
+                         f"got {out.dtype} {tuple(out.shape)}")
+    if problem() is not None:  # CuPy's own product: fine eagerly, refused inside a capture
+        product = a @ b
+        if out is None:
+            return product
+        if beta:
+            out *= beta
+            out += product
+        else:
+            out[...] = product
+        return out
+    return _ctypes_gemm(a, b, out, beta)
+
+
+def _ctypes_gemm(a, b, out=None, beta=0.0):
     m, k = a.shape
     n = b.shape[1]
     if out is None:
         out, beta = cupy.empty((m, n), a.dtype), 0.0
-    elif out.shape != (m, n) or out.dtype != a.dtype or not out.flags.c_contiguous:
-        raise ValueError(f"gemm: out must be a C-contiguous {a.dtype} array of shape {(m, n)}, "
-                         f"got {out.dtype} {tuple(out.shape)}")
     a, op_a, lda = _operand(a)
     b, op_b, ldb = _operand(b)
     h = handle()

@@ -162,3 +162,10 @@ def test_fit_applies_the_lr_schedule_each_epoch(rng):
 
     tn.fit(model, tn.SoftmaxCrossEntropy(), optimizer, x, y, 3, 32, rng=rng, progress=False, lr_schedule=schedule)
     assert seen == [0, 1, 2] and optimizer.lr == pytest.approx(0.1 / 3)
+
+
+def test_cli_refuses_an_unknown_backend_from_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv("TINYNET_BACKEND", "gpu")
+    assert cli.main(["train", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "TINYNET_BACKEND" in err and "'gpu'" in err

@@ -6,11 +6,11 @@ and ``run(args)``, and a docstring whose first line is its help text.
 
 import argparse
 import importlib
-import os
 import pkgutil
 import sys
 
 from . import commands
+from .backend import default_backend
 
 
 def build_parser():
@@ -24,7 +24,7 @@ def build_parser():
         command = sub.add_parser(name, help=help_line, description=module.__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_argument(
-            "--backend", choices=["numpy", "cupy"], default=os.environ.get("TINYNET_BACKEND", "numpy"),
+            "--backend", choices=["numpy", "cupy"], default=None,
             help="array backend (default: $TINYNET_BACKEND or numpy)",
         )
         module.add_arguments(command)
@@ -35,6 +35,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if args.backend is None:  # checked here: argparse does not check a default against choices
+            args.backend = default_backend()
         return args.run(args) or 0
     except (ValueError, TypeError, RuntimeError) as exc:
         print(f"tinynet {args.command}: error: {exc}", file=sys.stderr)

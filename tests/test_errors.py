@@ -418,6 +418,7 @@ def test_model_without_mode_dependent_layers_does_not_warn(tmp_path):
         model(x[:2])
 
 
+@pytest.mark.gpu
 def test_wrong_backend_with_a_real_gpu_both_ways():
     if not cupy_available():
         pytest.skip("needs CuPy and a GPU")

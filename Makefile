@@ -44,8 +44,10 @@ $(VENV)/.installed-plot: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[plot]'
 	touch $@
 
+# One BLAS thread unless you say otherwise: the matrices of a batch of 60 gain nothing from two, and
+# on a shared 2-core machine two threads per process ran 4-10x slower (measured)
 compare: $(VENV)/.installed-plot
-	$(PY) -m tinynet compare $(ARGS)
+	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m tinynet compare $(ARGS)
 
 # lab: grade one course lab offline (make lab N=3); labs-selfcheck: every lab's reference passes,
 # its untouched stubs fail, and each planted classic mistake gets its hint (tests/test_labs.py)

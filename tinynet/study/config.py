@@ -8,7 +8,7 @@ PRESETS = {
     # small Gaussian initial weights. 50 000 steps in the paper; the default is shorter so that
     # `make compare` fits in minutes on a laptop CPU (pass --steps 50000 for the full run).
     "paper": dict(hidden=(100, 100, 100), activation="sigmoid", init_std=0.1, batch_size=60,
-                  lr=0.1, momentum=0.0, steps=20_000, eval_every=500,
+                  lr=0.1, momentum=0.0, steps=30_000, eval_every=500,
                   sweep_lrs=(0.5, 2.0, 8.0, 16.0, 32.0), sweep_steps=2000),
     # the default MLP of `tinynet train`: 784-256-256-10 ReLU, He init, SGD with momentum
     "mlp": dict(hidden=(256, 256), activation="relu", init_std=None, batch_size=128,
@@ -57,7 +57,7 @@ class StudyConfig:
     batch_size: int = 60
     lr: float = 0.1
     momentum: float = 0.0
-    steps: int = 20_000
+    steps: int = 30_000
     eval_every: int = 500
     sweep_lrs: tuple = ()
     sweep_steps: int = 3000

@@ -34,7 +34,7 @@ def test_command_prints_one_row_per_size(capsys):
         paper, simplified, ratio = (float(v) for v in row[2:5])
         assert ratio == pytest.approx(paper / simplified, rel=0.02, abs=0.01)
         assert row[5] == ("simplified" if ratio > 1 else "paper")
-    assert "BatchNorm backward on numpy, float32" in out and "Both forms agree" in out
+    assert "BatchNorm backward on numpy, float32" in out and "All forms agree" in out
 
 
 def test_without_backend_numpy_is_timed(capsys, monkeypatch):

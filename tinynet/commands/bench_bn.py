@@ -6,6 +6,8 @@ Backward only: one forward, then each timed call re-installs the same saved valu
 and runs backward. The two forms alternate call by call (so a change in machine load
 hits both alike), after warm-up calls; the median is reported, and on CuPy every
 call is synchronised. Without --backend, times NumPy, and CuPy too where a GPU is found.
+Both forms run as the plain NumPy-API code; on CuPy a third column times the fused
+kernels that the simplified form uses in training there.
 """
 
 import os
@@ -14,6 +16,7 @@ import time
 
 import numpy as np
 
+from .. import kernels
 from ..backend import cupy_available, require_cupy
 from ..layers import BatchNorm
 
@@ -49,41 +52,56 @@ def synchronize(xp):
         xp.cuda.get_current_stream().synchronize()
 
 
+def variants(xp):
+    """What is timed: (label, BatchNorm gradient form, fused kernels on?).
+
+    Both forms run as the plain NumPy-API code that the docs derive; on CuPy the simplified
+    form is also timed as the fused kernels that training uses there (tinynet.kernels).
+    """
+    plain = [("paper", "paper", False), ("simplified", "simplified", False)]
+    return plain if xp is np else plain + [("fused", "simplified", True)]
+
+
 def time_backward(n, c, xp, dtype, repeat, warmup, rng):
-    """Median seconds of one backward call of each form at (N, C), and the forms' largest difference.
+    """Median seconds of one backward call of each variant at (N, C), and how far they disagree.
 
     Returns
     -------
     dict
-        ``{"paper": seconds, "simplified": seconds, "max_abs_diff": float, "scale": float}``, where
-        ``scale`` is the largest |dx| (to judge the difference against).
+        ``{label: seconds}`` for each of :func:`variants`, plus ``"max_abs_diff"`` (largest
+        |dx - dx_simplified| over the variants) and ``"scale"`` (largest |dx_simplified|).
     """
     x = xp.asarray(rng.standard_normal((n, c)) * 3 + 1, dtype=dtype)
     dy = xp.asarray(rng.standard_normal((n, c)), dtype=dtype)
     gamma = xp.asarray(rng.uniform(0.5, 1.5, c), dtype=dtype)  # not 1, so that a gamma slip would show
-    layers, caches, outputs = {}, {}, {}
-    for form in ("paper", "simplified"):
-        layer = BatchNorm(c, gradient=form, dtype=dtype).to("cupy" if xp is not np else "numpy")
+    backend = "numpy" if xp is np else "cupy"
+    layers, caches, outputs, times = {}, {}, {}, {}
+    for label, form, fused in variants(xp):
+        layer = BatchNorm(c, gradient=form, dtype=dtype).to(backend)
         layer.gamma.data[...] = gamma
-        layer(x)
-        caches[form] = layer.saved()  # what forward kept: re-installed before every timed backward
-        layers[form] = layer
-    times = {"paper": [], "simplified": []}
+        with kernels.use_fused(fused):
+            layer(x)
+        caches[label] = layer.saved()  # what forward kept: re-installed before every timed backward
+        layers[label], times[label] = layer, []
+    order = [v[0] for v in variants(xp)]
+    fused_on = {label: fused for label, _, fused in variants(xp)}
     for i in range(warmup + repeat):
-        for form in ("paper", "simplified") if i % 2 else ("simplified", "paper"):
-            layer = layers[form]
-            layer.save_for_backward(*caches[form])
-            synchronize(xp)
-            start = time.perf_counter()
-            dx = layer.backward(dy)
-            synchronize(xp)
+        for label in order[i % len(order):] + order[: i % len(order)]:  # rotate who goes first
+            layer = layers[label]
+            layer.save_for_backward(*caches[label])
+            with kernels.use_fused(fused_on[label]):
+                synchronize(xp)
+                start = time.perf_counter()
+                dx = layer.backward(dy)
+                synchronize(xp)
             if i >= warmup:
-                times[form].append(time.perf_counter() - start)
-            outputs[form] = dx
-    diff = float(xp.abs(outputs["paper"] - outputs["simplified"]).max())
-    scale = float(xp.abs(outputs["simplified"]).max())
-    return {"paper": statistics.median(times["paper"]), "simplified": statistics.median(times["simplified"]),
-            "max_abs_diff": diff, "scale": scale}
+                times[label].append(time.perf_counter() - start)
+            outputs[label] = dx
+    result = {label: statistics.median(t) for label, t in times.items()}
+    reference = outputs["simplified"]
+    result["max_abs_diff"] = max(float(xp.abs(dx - reference).max()) for dx in outputs.values())
+    result["scale"] = float(xp.abs(reference).max())
+    return result
 
 
 def run(args):
@@ -102,8 +120,9 @@ def run(args):
         load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
         print(f"\nBatchNorm backward on {backend}, {args.dtype}: median of {args.repeat} calls after "
               f"{args.warmup} warm-up calls{load}")
-        head = (f"{'N':>6} {'C':>6}  {'paper (ms)':>11}  {'simplified (ms)':>15}  {'paper/simplified':>16}  "
-                f"{'faster':>10}  {'max |diff| / max |dx|':>21}")
+        fused = xp is not np
+        head = (f"{'N':>6} {'C':>6}  {'paper (ms)':>11}  {'simplified (ms)':>15}  {'paper/simplified':>16}  {'faster':>10}"
+                + (f"  {'fused (ms)':>10}  {'paper/fused':>11}" if fused else "") + f"  {'max |diff| / max |dx|':>21}")
         print(head)
         print("-" * len(head))
         rng = np.random.default_rng(args.seed)
@@ -115,9 +134,12 @@ def run(args):
             flag = "" if relative <= tolerance else "  DISAGREE"
             if flag:
                 disagree.append((backend, n, c, relative))
-            print(f"{n:>6} {c:>6}  {1e3 * r['paper']:>11.4f}  {1e3 * r['simplified']:>15.4f}  {ratio:>16.2f}  "
-                  f"{faster:>10}  {relative:>21.1e}{flag}")
+            line = (f"{n:>6} {c:>6}  {1e3 * r['paper']:>11.4f}  {1e3 * r['simplified']:>15.4f}  {ratio:>16.2f}  "
+                    f"{faster:>10}")
+            if fused:
+                line += f"  {1e3 * r['fused']:>10.4f}  {r['paper'] / r['fused']:>11.2f}"
+            print(line + f"  {relative:>21.1e}{flag}")
     if disagree:
         raise RuntimeError(f"the two backward forms disagree beyond {tolerance:g} (relative): {disagree}")
-    print(f"\nBoth forms agree everywhere (relative difference <= {tolerance:g}); "
+    print(f"\nAll forms agree everywhere (relative difference <= {tolerance:g}); "
           "paper/simplified > 1 means the simplified form is faster.")

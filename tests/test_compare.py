@@ -150,6 +150,19 @@ def test_batchnorm_rescues_the_small_initialisation(data):
     assert bn.steps_to(0.9) is not None and plain.steps_to(0.9) is None
 
 
+def test_study_runs_on_the_data_backend(data, xp, backend):
+    # the models follow the data; on CuPy the curves match NumPy's up to float32 rounding
+    device = tuple(xp.asarray(a) for a in data)
+    config = small_config(steps=20, eval_every=10)
+    on_device = run_study(config, device, progress=False, log=lambda s: None)
+    on_host = run_study(config, data, progress=False, log=lambda s: None)
+    assert on_device.data_info["backend"] == backend
+    for a, b in zip(on_device.runs, on_host.runs):
+        assert a.step == b.step == [0, 10, 20]
+        np.testing.assert_allclose(a.test_loss, b.test_loss, rtol=1e-3)
+        np.testing.assert_allclose(a.p50, b.p50, rtol=1e-3, atol=1e-4)
+
+
 def test_study_is_reproducible(data):
     a = run_study(small_config(steps=20), data, progress=False, log=lambda s: None)
     b = run_study(small_config(steps=20), data, progress=False, log=lambda s: None)
@@ -247,12 +260,14 @@ def test_compare_without_matplotlib_still_writes_the_data(tmp_path, fake_mnist, 
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     out = tmp_path / "study"
-    assert main([*CLI_ARGS, "--sweep-lr", "none", "--out", str(out)]) == 0
+    assert main([*CLI_ARGS, "--sweep-lr", "none", "--limit-train", "300", "--limit-test", "50", "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert "matplotlib is not installed" in said and "tinynet[plot]" in said
     assert sorted(p.name for p in out.iterdir()) == ["curves.csv", "report.md", "results.json"]
     assert "matplotlib is not installed" in (out / "report.md").read_text()
     assert {r["phase"] for r in read_csv(out / "curves.csv")} == {"main"}
+    data = json.loads((out / "results.json").read_text())["data"]
+    assert (data["train_examples"], data["test_examples"]) == (300, 50)
 
 
 def test_compare_command_refuses_bad_options(tmp_path, fake_mnist, capsys):

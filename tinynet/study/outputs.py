@@ -156,8 +156,10 @@ def verdict(result):
     target = max(result.config.targets)
     plain, bn = (next(r for r in result.main if r.batchnorm == flag) for flag in (False, True))
     a, b = plain.steps_to(target), bn.steps_to(target)
-    if b is None:
-        text = f"BatchNorm did not reach {100 * target:g} % in {result.config.steps:,} steps."
+    if a is None and b is None:
+        text = f"Neither net reached {100 * target:g} % in {result.config.steps:,} steps."
+    elif b is None:
+        text = f"The plain net reached {100 * target:g} % at step {a:,}; BatchNorm did not within {result.config.steps:,} steps."
     elif a is None:
         text = f"BatchNorm reached {100 * target:g} % at step {b:,}; the plain net did not within {result.config.steps:,} steps."
     else:

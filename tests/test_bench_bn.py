@@ -37,10 +37,17 @@ def test_command_prints_one_row_per_size(capsys):
     assert "BatchNorm backward on numpy, float32" in out and "All forms agree" in out
 
 
-def test_without_backend_numpy_is_timed(capsys, monkeypatch):
+def test_without_backend_every_available_backend_is_timed(capsys, monkeypatch):
     monkeypatch.delenv("TINYNET_BACKEND", raising=False)
+    asked, backends_to_time = [], bench_bn.backends_to_time
+    monkeypatch.setattr(bench_bn, "backends_to_time", lambda b: asked.append(b) or ["numpy"])
     assert main(["bench-bn", "--sizes", "4x2", "--repeat", "1", "--warmup", "0", "--dtype", "float64"]) == 0
-    assert "on numpy, float64" in capsys.readouterr().out
+    assert asked == ["auto"] and "on numpy, float64" in capsys.readouterr().out
+    monkeypatch.setattr(bench_bn, "cupy_available", lambda: True)
+    assert backends_to_time("auto") == ["numpy", "cupy"]
+    monkeypatch.setattr(bench_bn, "cupy_available", lambda: False)
+    assert backends_to_time("auto") == ["numpy"]
+    assert backends_to_time("cupy") == ["cupy"]
 
 
 def test_a_wrong_backward_is_reported(capsys, monkeypatch):

@@ -20,6 +20,7 @@ from .. import kernels
 from ..backend import cupy_available, require_cupy
 from ..layers import BatchNorm
 
+AUTO = "auto"
 DEFAULT_SIZES = "60x100,256x256,1024x1024,4096x1024,4096x4096"
 
 
@@ -38,13 +39,20 @@ def parse_sizes(text):
 
 
 def add_arguments(p):
-    # None = "not given": time every available backend (see run)
-    p.set_defaults(backend=os.environ.get("TINYNET_BACKEND"))
+    # "auto" when neither --backend nor $TINYNET_BACKEND names one: time every backend available
+    p.set_defaults(backend=os.environ.get("TINYNET_BACKEND") or AUTO)
     p.add_argument("--sizes", default=DEFAULT_SIZES, help=f"N x C pairs, comma-separated (default {DEFAULT_SIZES})")
     p.add_argument("--repeat", type=int, default=20, help="timed calls per form and size (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per form first (default 3)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--seed", type=int, default=0)
+
+
+def backends_to_time(backend):
+    """``[backend]``, or for "auto" NumPy and, where a GPU is found, CuPy."""
+    if backend == AUTO:
+        return ["numpy"] + (["cupy"] if cupy_available() else [])
+    return [backend]
 
 
 def synchronize(xp):
@@ -108,10 +116,7 @@ def run(args):
     sizes = parse_sizes(args.sizes)
     if args.repeat < 1 or args.warmup < 0:
         raise ValueError(f"bench-bn: expected --repeat >= 1 and --warmup >= 0, got {args.repeat} and {args.warmup}")
-    if args.backend is None:
-        backends = ["numpy"] + (["cupy"] if cupy_available() else [])
-    else:
-        backends = [args.backend]
+    backends = backends_to_time(args.backend)
     dtype = np.dtype(args.dtype)
     tolerance = 1e-4 if dtype == np.float32 else 1e-10  # relative to the largest |dx|
     disagree = []

@@ -165,7 +165,7 @@ def test_every_command_takes_backend_defaulting_to_tinynet_backend(monkeypatch, 
         assert option is not None, f"{name} has no --backend"
         assert set(option.choices) == {"numpy", "cupy"}, name
     # a command may choose its own default (bench-bn times every backend when none is named)
-    assert commands["train"].parse_args([]).backend == expected
+    assert cli.parse_args(["train"]).backend == expected
     assert backend_module.default_backend() == expected
 
 

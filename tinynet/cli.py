@@ -32,11 +32,21 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """Parse a command line; a missing ``--backend`` becomes ``$TINYNET_BACKEND`` (checked) or numpy."""
     args = build_parser().parse_args(argv)
+    if args.backend is None:  # resolved here: argparse does not check a default against choices
+        args.backend = default_backend()
+    return args
+
+
+def main(argv=None):
     try:
-        if args.backend is None:  # checked here: argparse does not check a default against choices
-            args.backend = default_backend()
+        args = parse_args(argv)
+    except ValueError as exc:
+        print(f"tinynet: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         return args.run(args) or 0
     except (ValueError, TypeError, RuntimeError) as exc:
         print(f"tinynet {args.command}: error: {exc}", file=sys.stderr)

@@ -40,12 +40,13 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.rounds < 1 or args.threads < 1 or args.train_size < 2:
         p.error("--rounds and --threads must be >= 1 and --train-size >= 2")
+    text = args.configs
     try:
-        args.configs = [tuple(int(v) for v in c.lower().split("x")) for c in args.configs.split(",") if c.strip()]
+        args.configs = [tuple(int(v) for v in c.lower().split("x")) for c in text.split(",") if c.strip()]
     except ValueError:
-        p.error(f"--configs: expected pairs such as 256x128, got {args.configs!r}")
+        args.configs = []
     if not args.configs or any(len(c) != 2 or min(c) < 1 for c in args.configs):
-        p.error(f"--configs: expected pairs such as 256x128, got {args.configs!r}")
+        p.error(f"--configs: expected HIDDENxBATCH pairs such as 256x128,1024x1024, got {text!r}")
     args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     if not set(args.frameworks) <= {"tinynet", "torch"}:
         p.error(f"--frameworks: expected tinynet and/or torch, got {args.frameworks}")
@@ -64,6 +65,7 @@ import tinynet as tn  # noqa: E402
 from tinynet.data.batching import images_to_features  # noqa: E402
 
 LR, MOMENTUM, SEED = 0.05, 0.9, 0
+IDLE_S = 1.0  # seconds of idle before each timed epoch
 
 
 def import_torch():
@@ -298,6 +300,9 @@ def main():
             names = list(trainers) if r % 2 == 0 else list(reversed(trainers))
             row = {"load": os.getloadavg()[0]}
             for name in names:
+                # idle first: the other library's worker threads spin for a while after their last
+                # job (OpenBLAS ~0.1 s, OpenMP up to 0.2 s) and would steal the cores from this epoch
+                time.sleep(IDLE_S)
                 row[name] = trainers[name].epoch(x, y, SEED + 1 + r)
             rounds.append(row)
             print(f"  round {r + 1}: " + "   ".join(
@@ -343,7 +348,8 @@ def render(results):
                  f"{peak:.0f} GFLOP/s (best 2048^3 float32 product in this run); {ARGS.threads} threads each; "
                  f"load average {results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after")
     if "rss_mib" in results:
-        lines.append("peak RSS, one fresh process each (default MLP (256, 128), one epoch): " +
+        lines.append(f"peak RSS, one fresh process each (default MLP (256, 128), one epoch of {ARGS.train_size} images; "
+                     "the CLI: python -m tinynet train --epochs 1): " +
                      ", ".join(f"{k} {v:.0f} MiB" for k, v in results["rss_mib"].items()))
     return "\n".join(lines)
 

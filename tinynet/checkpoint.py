@@ -27,7 +27,7 @@ import zipfile
 
 import numpy as np
 
-from .layer import Layer
+from .layer import Layer, describe_mismatch
 from .optim import Optimizer
 
 FORMAT_VERSION = 1
@@ -264,15 +264,8 @@ def _check_architecture(path, model, model_state, saved_generators, summary):
     ]
     if not (missing or unexpected or wrong):
         return
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if wrong:
-        problems.append("wrong shapes: " + "; ".join(wrong))
     raise ValueError(
-        f"tinynet.load: {path} was saved from a different architecture: " + ", ".join(problems)
+        f"tinynet.load: {path} was saved from a different architecture: " + describe_mismatch(missing, unexpected, wrong)
         + f"\nThe checkpoint's model:\n{summary}\nThis model:\n{_summary(model)}"
     )
 

@@ -191,14 +191,7 @@ class Layer:
             if name in state and tuple(getattr(obj, attr).shape) != tuple(np.shape(state[name]))
         ]
         if missing or unexpected or wrong_shape:
-            problems = []
-            if missing:
-                problems.append(f"missing keys {missing}")
-            if unexpected:
-                problems.append(f"unexpected keys {unexpected}")
-            if wrong_shape:
-                problems.append("wrong shapes: " + "; ".join(wrong_shape))
-            raise ValueError(f"{type(self).__name__}.load_state_dict: " + ", ".join(problems))
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + describe_mismatch(missing, unexpected, wrong_shape))
         for name, (obj, attr) in targets.items():
             current = getattr(obj, attr)
             xp = get_array_module(current)
@@ -226,6 +219,18 @@ class Layer:
 
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def describe_mismatch(missing, unexpected, wrong_shapes):
+    """One line saying how a saved state and a model disagree (for strict loading)."""
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if wrong_shapes:
+        problems.append("wrong shapes: " + "; ".join(wrong_shapes))
+    return ", ".join(problems)
 
 
 def check_input(layer, x, ndim=None, features=None, like=None):

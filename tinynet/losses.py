@@ -15,6 +15,11 @@ class SoftmaxCrossEntropy:
     Stable for any finite logits: the log-sum-exp is taken after subtracting the row maximum.
     """
 
+    # (low, high) of every label to come, when the caller has checked them all at once (fit does,
+    # for its training labels): the range check then needs no read of the labels, which on a GPU
+    # would stall the queue of kernels at every step
+    known_label_range = None
+
     def __call__(self, logits, labels):
         return self.forward(logits, labels)
 
@@ -77,7 +82,10 @@ class SoftmaxCrossEntropy:
             )
         if kernels.capturing():  # recording a CUDA graph: no reads back to the host (the kernel guards)
             return
-        low, high = int(labels.min()), int(labels.max())
+        if self.known_label_range is not None:
+            low, high = self.known_label_range
+        else:
+            low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= classes:
             raise ValueError(
                 f"SoftmaxCrossEntropy: expected labels in [0, {classes}), got values from {low} to {high}"

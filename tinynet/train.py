@@ -17,6 +17,7 @@ from .data.batching import minibatches
 from .graph import Graph
 from .layer import Layer, check_finite, check_rng
 from .layers import BatchNorm, Linear
+from .losses import SoftmaxCrossEntropy
 
 
 @dataclass
@@ -233,7 +234,8 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
         start = time.perf_counter()
         batches = minibatches(x, y, batch_size, rng, min_size=min_batch)
         total = -(-len(x) // batch_size)
-        with tqdm(batches, total=total, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress, unit="batch") as bar:
+        with label_range_known(loss, y), tqdm(batches, total=total, desc=f"epoch {epoch}/{epochs}", leave=False,
+                                              disable=not progress, unit="batch") as bar:
             for step, (xb, yb) in enumerate(bar):
                 if captured is not None:  # the whole step replayed from a CUDA graph
                     step_losses.append(captured(xb, yb))
@@ -431,6 +433,23 @@ def data_readers(model):
         if len(users) == 1 and users[0].inputs == (source,) and isinstance(users[0].layer, Linear):
             readers.append(users[0].layer)
     return readers
+
+
+@contextlib.contextmanager
+def label_range_known(loss, y):
+    """While training on ``y``, tell a SoftmaxCrossEntropy the range of its labels, read once.
+
+    Its per-step range check then reads nothing back from the device. Validation and test
+    labels run outside this block and are checked batch by batch as usual.
+    """
+    if not isinstance(loss, SoftmaxCrossEntropy):
+        yield
+        return
+    loss.known_label_range = (int(y.min()), int(y.max()))
+    try:
+        yield
+    finally:
+        loss.known_label_range = None
 
 
 class SkipInputGradient:

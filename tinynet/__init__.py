@@ -14,7 +14,9 @@ from .layers import Add, BatchNorm, Dropout, Linear, ReLU, Sigmoid, Softmax, Tan
 from .losses import SoftmaxCrossEntropy
 from .models import mlp
 from .optim import SGD, Adam
-from .train import History, NonFiniteError, evaluate, fit
+from .history import History
+from .nonfinite import NonFiniteError
+from .train import evaluate, fit
 
 __version__ = "0.1.0"
 

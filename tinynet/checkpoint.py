@@ -83,7 +83,7 @@ def save(path, model, optimizer=None, history=None, *, rng=None, epoch=None):
     epoch : int, optional
         Epochs completed (``fit`` saves it).
     """
-    from .train import History  # train imports this module for fit
+    from .history import History
 
     path = _check_path("tinynet.save", path)
     _check_model_and_optimizer("tinynet.save", model, optimizer)
@@ -139,7 +139,7 @@ def load(path, model, optimizer=None, *, rng=None):
         format, or a different architecture (listing the missing, unexpected and wrongly
         shaped keys, and both summaries); the model, optimizer and rng are then unchanged.
     """
-    from .train import History  # train imports this module for fit
+    from .history import History
 
     path = _check_path("tinynet.load", path)
     _check_model_and_optimizer("tinynet.load", model, optimizer)

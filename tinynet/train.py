@@ -1,74 +1,22 @@
 """fit, evaluate and History: the training loop, with a tqdm progress bar and a per-epoch table."""
 
 import contextlib
-import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import kernels
 from .backend import backend_name, get_array_module, synchronize, to_numpy
 from .checkpoint import load, save
 from .data.batching import minibatches
 from .graph import Graph
+from .history import History
 from .layer import Layer, check_finite, check_rng
 from .layers import BatchNorm, Linear
 from .losses import SoftmaxCrossEntropy
-
-
-@dataclass
-class History:
-    """What a run of :func:`fit` measured.
-
-    Attributes
-    ----------
-    step_loss : list of float
-        Training loss of every step.
-    train_loss : list of float
-        Per epoch: mean training loss over its steps.
-    val_loss, val_accuracy : list of float
-        Per epoch, on the validation data (empty without validation).
-    seconds : list of float
-        Per epoch: wall time of the training steps (evaluation excluded).
-    """
-
-    step_loss: list = field(default_factory=list)
-    train_loss: list = field(default_factory=list)
-    val_loss: list = field(default_factory=list)
-    val_accuracy: list = field(default_factory=list)
-    seconds: list = field(default_factory=list)
-
-    def to_json(self, path):
-        with open(path, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-
-    @classmethod
-    def from_json(cls, path):
-        with open(path) as f:
-            return cls(**json.load(f))
-
-
-class NonFiniteError(FloatingPointError):
-    """fit stopped at a NaN or Inf loss or gradient.
-
-    Attributes
-    ----------
-    step : int
-        The failed step, counted from 1 over the whole run.
-    epoch : int
-    where : str
-        The first layer output or gradient found non-finite, e.g. ``"the output of Linear (layer 3)"``.
-    history : History
-        The run so far; ``step_loss`` includes the failed epoch's steps up to the failed one.
-    """
-
-    def __init__(self, message, step, epoch, where, history):
-        super().__init__(message)
-        self.step, self.epoch, self.where, self.history = step, epoch, where, history
+from .nonfinite import finite_step, stop_nonfinite, stop_nonfinite_epoch
 
 
 class Evaluation(NamedTuple):
@@ -283,57 +231,6 @@ def check_checkpoint_options(checkpoint, resume):
         raise FileNotFoundError(f"fit: the folder of checkpoint {os.fspath(checkpoint)} does not exist: {folder}")
 
 
-# -- non-finite losses and gradients ------------------------------------------------
-
-
-def finite_step(xp, loss_value, params):
-    """True when the loss and every gradient are finite: one flag, so one device sync."""
-    fused = kernels.fused("all_finite", loss_value)
-    if fused is not None and (answer := fused(loss_value, params)) is not NotImplemented:
-        return answer  # CuPy: one kernel over every gradient
-    # NaN and Inf survive the sum of the loss and every g . g: one fast dot per gradient, cheaper
-    # than isfinite(g).all(); a finite g so large that g . g overflows is a false alarm, which
-    # the exact check clears
-    total = loss_value
-    for p in params:
-        g = p.grad.reshape(-1)
-        total = total + xp.dot(g, g)
-    if bool(xp.isfinite(total)):
-        return True
-    return bool(xp.isfinite(loss_value)) and all(bool(xp.isfinite(p.grad).all()) for p in params)
-
-
-def stop_nonfinite(model, loss, xb, yb, epoch, step, history, step_losses, checkpoint):
-    """Find where the failed step went non-finite and raise :class:`NonFiniteError`."""
-    where = locate_nonfinite(model, loss, xb, yb)
-    so_far = History(**{k: list(v) for k, v in asdict(history).items()})
-    so_far.step_loss.extend(float(s) for s in step_losses)
-    advice = "lower the learning rate, or look for a layer that can overflow"
-    if checkpoint is not None and epoch > 1:
-        advice += f"; {os.fspath(checkpoint)} holds the run after epoch {epoch - 1}: resume with resume=True"
-    value = float(step_losses[-1])
-    what = f"a non-finite gradient (the loss was {value:.6g})" if np.isfinite(value) else f"a non-finite loss ({value})"
-    raise NonFiniteError(
-        f"fit: step {step} (epoch {epoch}) gave {what}; the first non-finite value is {where}. "
-        f"The parameters are as they were before this step; {advice}.",
-        step, epoch, where, so_far,
-    )
-
-
-def stop_nonfinite_epoch(epoch, history, losses):
-    """With cuda_graph=True: raise :class:`NonFiniteError` for the first non-finite loss of the epoch."""
-    first = int(np.argmin(np.isfinite(losses)))
-    step = len(history.step_loss) + first + 1
-    so_far = History(**{k: list(v) for k, v in asdict(history).items()})
-    so_far.step_loss.extend(losses[: first + 1])
-    raise NonFiniteError(
-        f"fit: step {step} (epoch {epoch}) gave a non-finite loss ({losses[first]}); with cuda_graph=True "
-        "this is checked once per epoch, so the parameters are those after the epoch. Lower the learning "
-        "rate, or rerun with cuda_graph=False to find the first non-finite layer.",
-        step, epoch, "unknown (cuda_graph=True checks only the losses)", so_far,
-    )
-
-
 def whole_step(model, loss, optimizer, *contexts):
     """The eager training step as one function, ``step(xb, yb) -> loss`` (what cuda_graph=True captures)."""
 
@@ -348,78 +245,6 @@ def whole_step(model, loss, optimizer, *contexts):
         return value
 
     return step
-
-
-def locate_nonfinite(model, loss, xb, yb):
-    """Repeat one step layer by layer; describe the first non-finite output or gradient.
-
-    Only runs after a step has failed, so the training loop pays for none of it.
-    Buffers (BatchNorm's running statistics) are restored afterwards.
-    """
-    buffers = [(owner, attr, getattr(owner, attr).copy()) for _, owner, attr in model.named_buffers()]
-    try:
-        out, where = traced_forward(model, (xb,))
-        if where is None:
-            value = loss(out, yb)
-            if not all_finite(value):
-                return f"the loss {type(loss).__name__} (its input, the logits, is finite)"
-            model.zero_grad()
-            _, where = traced_backward(model, loss.backward())
-        return where or "nowhere when the step was repeated (a random layer such as Dropout drew other values)"
-    finally:
-        for owner, attr, value in buffers:
-            setattr(owner, attr, value)
-
-
-def all_finite(a):
-    return bool(get_array_module(a).isfinite(a).all())
-
-
-def traced_forward(layer, xs, context=None):
-    """Forward ``layer`` (a Graph node by node); return ``(output, None)`` or ``(None, where)``.
-
-    ``context`` names the graphs around a nested one (None at the top).
-    """
-    if not isinstance(layer, Graph):
-        out = layer(*xs)
-        if all_finite(out):
-            return out, None
-        bad = [name for name, p in layer.named_parameters() if not all_finite(p.data)]
-        note = f" (whose {', '.join(bad)} already non-finite: an earlier update overflowed)" if bad else ""
-        return None, f"the output of {layer.name_for_errors()}{context or ''}{note}"
-    inner = "" if context is None else f" in {layer.name_for_errors()}{context}"
-    values = dict(zip(layer._inputs, xs))
-    for node in layer._layer_nodes:
-        out, where = traced_forward(node.layer, [values[i] for i in node.inputs], inner)
-        if where is not None:
-            return None, where
-        values[node] = out
-    return values[layer._output], None
-
-
-def traced_backward(layer, dy, context=None):
-    """Backward ``layer`` (a Graph node by node, in reverse); return ``(dx, None)`` or ``(None, where)``."""
-    if not isinstance(layer, Graph):
-        dx = layer.backward(dy)
-        bad = [name for name, p in layer.named_parameters() if not all_finite(p.grad)]
-        if bad:
-            return None, f"the gradient of {', '.join(bad)} in {layer.name_for_errors()}{context or ''}"
-        if not all(d is None or all_finite(d) for d in (dx if isinstance(dx, tuple) else (dx,))):
-            return None, f"the input gradient of {layer.name_for_errors()}{context or ''}"
-        return dx, None
-    inner = "" if context is None else f" in {layer.name_for_errors()}{context}"
-    grads = {layer._output: dy}
-    for node in reversed(layer._layer_nodes):
-        g = grads.pop(node, None)
-        if g is None:
-            continue
-        dxs, where = traced_backward(node.layer, g, inner)
-        if where is not None:
-            return None, where
-        for source, dx in zip(node.inputs, dxs if len(node.inputs) > 1 else (dxs,)):
-            grads[source] = grads[source] + dx if source in grads else dx
-    dx_inputs = tuple(grads.get(node) for node in layer._inputs)
-    return (dx_inputs[0] if len(dx_inputs) == 1 else dx_inputs), None
 
 
 def data_readers(model):

@@ -125,3 +125,10 @@ def test_a_dead_branch_gets_no_gradient_and_does_not_break_backward(rng):
     g.output(used)
     g(rng.standard_normal((4, 3)))
     assert g.backward(np.ones((4, 2))).shape == (4, 3)
+
+
+def test_inputs_and_nodes_are_public_and_read_only(rng):
+    g = residual_graph(rng)
+    assert len(g.inputs) == 1 and [n.index for n in g.nodes] == [0, 1, 2]
+    assert g.nodes[2].inputs == (g.nodes[1], g.nodes[0])
+    assert isinstance(g.nodes, tuple)  # a copy: editing it cannot rewire the graph

@@ -462,7 +462,7 @@ def skip_connections(graph):
         return seen
 
     found = []
-    for node in graph._layer_nodes:
+    for node in graph.nodes:
         for source in node.inputs:
             others = [i for i in node.inputs if i is not source and i.layer is not None]
             if any(source in ancestors(other, set()) for other in others):

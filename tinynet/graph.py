@@ -79,6 +79,16 @@ class Graph(Layer):
         self._output = node
         return node
 
+    @property
+    def inputs(self):
+        """The input nodes, in the order ``forward`` takes its arrays."""
+        return tuple(self._inputs)
+
+    @property
+    def nodes(self):
+        """The layer nodes, in insertion order, which is a topological order."""
+        return tuple(self._layer_nodes)
+
     def children(self):
         for node in self._layer_nodes:
             yield str(node.index), node.layer

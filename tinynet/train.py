@@ -252,8 +252,8 @@ def data_readers(model):
     if isinstance(model, Linear):
         return [model]
     readers = []
-    for source in model._inputs if isinstance(model, Graph) else ():
-        users = [node for node in model._layer_nodes if source in node.inputs]
+    for source in model.inputs if isinstance(model, Graph) else ():
+        users = [node for node in model.nodes if source in node.inputs]
         # one user reading it once: its None gradient then meets no other one to be summed with
         if len(users) == 1 and users[0].inputs == (source,) and isinstance(users[0].layer, Linear):
             readers.append(users[0].layer)

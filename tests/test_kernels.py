@@ -95,10 +95,23 @@ def plain_batchnorm(x, momentum=0.1, eps=1e-5):
     return bn, y, start
 
 
+def column_launch(n, c, rows):
+    """(grid, rows) of a column reduction over chunks of ``rows`` rows (None: one chunk), as
+    tinynet.kernels._cuda.column_chunks gives them; the last chunk may be shorter."""
+    rows = rows or n
+    return (-(-c // 32), -(-n // rows)), rows
+
+
+# rows=32 splits n into chunks (one block per 32 columns and chunk) and merges them: what a tall
+# input gets on a GPU, here on small shapes; the last chunk is shorter
+CHUNK_ROWS = [None, 32]
+
+
 @needs_gxx
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(2, 3), (37, 45), (70, 64)])  # n and c below, across and at 32
-def test_batchnorm_forward_kernels(compiled, rng, dtype, shape):
+@pytest.mark.parametrize("rows", CHUNK_ROWS)
+def test_batchnorm_forward_kernels(compiled, rng, dtype, shape, rows):
     n, c = shape
     x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
     bn, y_plain, (rm, rv) = plain_batchnorm(x)
@@ -107,7 +120,14 @@ def test_batchnorm_forward_kernels(compiled, rng, dtype, shape):
     mean, inv_std = np.full(c, np.nan, dtype), np.full(c, np.nan, dtype)
     rm, rv = rm.copy(), rv.copy()
     m = bn.momentum
-    module.launch("bn_stats", (-(-c // 32),), (32, 32), x, n, c, bn.eps, 1 - m, m, m * n / (n - 1), mean, inv_std, rm, rv)
+    grid, rows = column_launch(n, c, rows)
+    constants = (bn.eps, 1 - m, m, m * n / (n - 1))
+    partial = np.full((2 * grid[1], c), np.nan)  # sums of each chunk, then centred sums of squares
+    module.launch("bn_stats", grid, (32, 32), x, n, c, rows, *constants, mean, inv_std, rm, rv, partial)
+    if grid[1] > 1:
+        assert np.isnan(mean).all()  # the chunks only wrote their partial sums
+        np.testing.assert_allclose(partial[: grid[1]].sum(0), x.astype(np.float64).sum(0), rtol=1e-12)
+        module.launch("bn_stats_merge", (2,), (16,), partial, grid[1], n, c, rows, *constants, mean, inv_std, rm, rv)
     np.testing.assert_allclose(mean, x.astype(np.float64).mean(0), **TOL[dtype])
     np.testing.assert_allclose(inv_std, inv_std_plain, **TOL[dtype])
     np.testing.assert_allclose(rm, bn.running_mean, **TOL[dtype])
@@ -121,7 +141,8 @@ def test_batchnorm_forward_kernels(compiled, rng, dtype, shape):
 @needs_gxx
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(2, 3), (37, 45), (70, 64)])
-def test_batchnorm_backward_kernels(compiled, rng, dtype, shape):
+@pytest.mark.parametrize("rows", CHUNK_ROWS)
+def test_batchnorm_backward_kernels(compiled, rng, dtype, shape, rows):
     n, c = shape
     x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
@@ -134,7 +155,14 @@ def test_batchnorm_backward_kernels(compiled, rng, dtype, shape):
     gamma_grad, beta_grad = np.full(c, 0.25, dtype), np.full(c, -0.5, dtype)
     coef, dx = np.full(3 * c, np.nan, dtype), np.full_like(dy, np.nan)
     module = compiled("batchnorm", dtype)
-    module.launch("bn_grad_sums", (-(-c // 32),), (32, 32), dy, xhat, bn.gamma.data, inv_std, n, c, gamma_grad, beta_grad, coef)
+    grid, rows = column_launch(n, c, rows)
+    partial = np.full((2 * grid[1], c), np.nan)
+    module.launch("bn_grad_sums", grid, (32, 32), dy, xhat, bn.gamma.data, inv_std, n, c, rows, gamma_grad, beta_grad,
+                  coef, partial)
+    if grid[1] > 1:
+        assert np.isnan(coef).all() and (beta_grad == -0.5).all()  # nothing final yet
+        module.launch("bn_grad_merge", (2,), (16,), partial, grid[1], n, c, bn.gamma.data, inv_std, gamma_grad,
+                      beta_grad, coef)
     module.launch("bn_grad_x", (2,), (32,), dy, xhat, coef, dx, n, c)
     np.testing.assert_allclose(gamma_grad, bn.gamma.grad, **TOL[dtype])
     np.testing.assert_allclose(beta_grad, bn.beta.grad, **TOL[dtype])
@@ -144,11 +172,17 @@ def test_batchnorm_backward_kernels(compiled, rng, dtype, shape):
 
 @needs_gxx
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_column_sum_add_kernel(compiled, rng, dtype):
+@pytest.mark.parametrize("rows", CHUNK_ROWS)
+def test_column_sum_add_kernel(compiled, rng, dtype, rows):
     a = rng.standard_normal((45, 70)).astype(dtype)
     out = np.linspace(-1, 1, 70).astype(dtype)
     want = out + a.sum(0)
-    compiled("linear", dtype).launch("column_sum_add", (3,), (32, 32), a, 45, 70, out)
+    module = compiled("linear", dtype)
+    grid, rows = column_launch(45, 70, rows)
+    partial = np.full((grid[1], 70), np.nan)
+    module.launch("column_sum_add", grid, (32, 32), a, 45, 70, rows, out, partial)
+    if grid[1] > 1:
+        module.launch("column_sum_merge", (2,), (16,), partial, grid[1], 70, out)
     np.testing.assert_allclose(out, want, **TOL[dtype])
 
 
@@ -240,7 +274,7 @@ def twice(make, run):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(2, 3), (128, 256), (300, 45)])
+@pytest.mark.parametrize("shape", [(2, 3), (128, 256), (300, 45), (2500, 45)])  # 2500 rows: in chunks
 def test_gpu_batchnorm_fused_equals_plain(cp, rng, dtype, shape):
     x = cp.asarray((rng.standard_normal(shape) * 3 + 1).astype(dtype))
     dy = cp.asarray(rng.standard_normal(shape).astype(dtype))
@@ -305,6 +339,34 @@ def test_gpu_linear_fused_equals_plain(cp, rng, dtype, bias):
 
 
 @pytest.mark.gpu
+def test_gpu_column_reductions_split_tall_inputs_into_enough_blocks(cp, monkeypatch):
+    from tinynet.kernels import _cuda
+
+    monkeypatch.setattr(_cuda, "_multiprocessors", lambda device: 132)  # an H200
+    assert _cuda.column_chunks(128, 256) == ((8, 1), (32, 32), 128)  # small batches: one pass, as before
+    assert _cuda.column_chunks(1024, 1024)[0] == (32, 1)
+    grid, _, rows = _cuda.column_chunks(4096, 4096)
+    assert grid == (128, 5) and grid[0] * grid[1] >= 4 * 132 and rows % 32 == 0
+    for n, c, chunks in [(4096, 4096, None), (3000, 40, None), (200, 5, 3), (2, 3, 4), (1, 1, 1)]:
+        grid, _, rows = _cuda.column_chunks(n, c, chunks)
+        assert (grid[1] - 1) * rows < n <= grid[1] * rows  # every chunk holds rows
+        assert chunks is None or grid[1] <= chunks
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_column_sum_of_a_tall_input_equals_the_plain_sum(cp, rng, dtype):
+    from tinynet.kernels import _cuda, linear
+
+    a = cp.asarray(rng.standard_normal((3000, 40)).astype(dtype))
+    assert _cuda.column_chunks(3000, 40)[0][1] > 1  # the chunked path, on any GPU
+    out = cp.asarray(np.linspace(-1, 1, 40).astype(dtype))
+    want = tn.to_numpy(out).astype(np.float64) + tn.to_numpy(a).astype(np.float64).sum(0)
+    linear.column_sum_add(a, out)
+    close(out, want, dtype, scale=60)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gpu_gemm_layouts_and_accumulation(cp, rng, dtype):
     from tinynet.kernels import blas
@@ -364,11 +426,11 @@ def blobs(rng, n, classes=4, dim=20):
     return (centres[y] + rng.standard_normal((n, dim))).astype(np.float32), y
 
 
-def train_on_gpu(cp, cuda_graph, epochs=3, schedule=None, n=1000):
+def train_on_gpu(cp, cuda_graph, epochs=3, schedule=None, n=1000, batch_size=64):
     x, y = blobs(np.random.default_rng(0), n)
     model = tn.mlp([20, 64, 64, 4], rng=np.random.default_rng(1)).to("cupy")
     opt = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    history = tn.fit(model, tn.SoftmaxCrossEntropy(), opt, cp.asarray(x), cp.asarray(y), epochs=epochs, batch_size=64,
+    history = tn.fit(model, tn.SoftmaxCrossEntropy(), opt, cp.asarray(x), cp.asarray(y), epochs=epochs, batch_size=batch_size,
                      rng=np.random.default_rng(2), progress=False, lr_schedule=schedule, cuda_graph=cuda_graph)
     return history, model
 
@@ -378,6 +440,18 @@ def test_gpu_fit_with_a_cuda_graph_equals_eager_fit(cp):
     eager, eager_model = train_on_gpu(cp, cuda_graph=False)
     graphed, graphed_model = train_on_gpu(cp, cuda_graph=True)
     assert len(graphed.step_loss) == len(eager.step_loss) == 3 * 16  # 1000 = 15 * 64 + a batch of 40
+    np.testing.assert_allclose(graphed.step_loss, eager.step_loss, rtol=1e-4, atol=1e-6)
+    for (name, a), b in zip(eager_model.state_dict().items(), graphed_model.state_dict().values()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_graph_replays_column_sums_done_in_chunks(cp):
+    # batches of 2048 rows: BatchNorm's and the bias gradient's column sums go through chunks and
+    # a merge kernel, with a scratch buffer allocated inside the captured step
+    n = 4 * 2048  # warm-up, capture-stream step, then the captured step replayed twice
+    eager, eager_model = train_on_gpu(cp, cuda_graph=False, epochs=1, n=n, batch_size=2048)
+    graphed, graphed_model = train_on_gpu(cp, cuda_graph=True, epochs=1, n=n, batch_size=2048)
     np.testing.assert_allclose(graphed.step_loss, eager.step_loss, rtol=1e-4, atol=1e-6)
     for (name, a), b in zip(eager_model.state_dict().items(), graphed_model.state_dict().values()):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)

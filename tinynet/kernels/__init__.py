@@ -9,14 +9,17 @@ have fused versions here that do the same arithmetic in one or two kernels:
 name                       plain code (reference)                 fused version
 =========================  =====================================  ==========================
 relu_backward              ``ReLU.backward``                      activations.py, 1 kernel
-batchnorm_forward          ``BatchNorm.forward`` (training)       batchnorm.py, 2 kernels
-batchnorm_backward         ``BatchNorm.backward`` (simplified)    batchnorm.py, 2 kernels
+batchnorm_forward          ``BatchNorm.forward`` (training)       batchnorm.py, 2 kernels (3 tall)
+batchnorm_backward         ``BatchNorm.backward`` (simplified)    batchnorm.py, 2 kernels (3 tall)
 linear_forward / _backward ``Linear.forward`` / ``.backward``     linear.py, cuBLAS via blas.py
 softmax_cross_entropy(*)   ``SoftmaxCrossEntropy``                softmax_ce.py, 1 kernel each
 sgd_step, zero_grads       ``SGD.step``, ``Optimizer.zero_grad``  optim.py, 1 kernel for all
 all_finite                 fit's per-step NaN/Inf check           optim.py, 1 kernel for all
 dropout_keep               ``Dropout.forward``'s mask             dropout.py, drawn on device
 =========================  =====================================  ==========================
+
+A tall batch (more than 1024 rows) gets its column sums in chunks of rows and one more
+kernel to merge them, to fill the GPU (see ``_cuda.column_chunks``).
 
 Selection happens in one place, :func:`fused`: a layer asks ``kernels.fused(name, x)`` and
 gets the fused function when ``x`` is a float32/float64 CuPy array and fused kernels are on,

@@ -46,9 +46,61 @@ def row_launch(n, c):
     return (max(1, min(n, 65535)),), (threads,)
 
 
-def column_grid(c):
-    """(grid, block) for the column reductions: 32 x 32 threads own 32 columns each."""
-    return (-(-c // 32),), (32, 32)
+# Column reductions (a sum down each column of an (n, c) array): a 32 x 32 block owns 32
+# columns. On a tall array that gives too few blocks: (4096, 4096) is 128 blocks for 132 SMs of
+# an H200, each walking 4096 rows, far from memory bandwidth. So taller arrays are also cut into
+# chunks of rows, one block per (32 columns, chunk), and a small second kernel adds the chunks'
+# partial sums in a fixed order (deterministic: no atomics).
+SPLIT_ROWS = 1024  # up to here one pass, one launch: small batches are launch-bound, not memory-bound
+MIN_CHUNK_ROWS = 256  # each of a block's 32 thread rows gets at least 8 rows of its chunk
+BLOCKS_PER_SM = 4  # enough blocks to fill the GPU (two 1024-thread blocks fit on an SM at once)
+
+
+def column_chunks(n, c, chunks=None):
+    """(grid, block, rows) for the chunked column reductions: grid = (column blocks, chunks).
+
+    Parameters
+    ----------
+    n, c : int
+        The shape (n, c) of the array reduced down its columns.
+    chunks : int, optional
+        Chunks of rows wanted; by default 1 up to SPLIT_ROWS rows, else enough to give the GPU
+        BLOCKS_PER_SM blocks per multiprocessor (at most one per MIN_CHUNK_ROWS rows).
+
+    Returns
+    -------
+    grid : (int, int)
+        ``(ceil(c / 32), number of chunks)``; no chunk is empty, the last may be shorter.
+    block : (int, int)
+        ``(32, 32)``.
+    rows : int
+        Rows per chunk, a multiple of 32 so that every thread row gets as many rows.
+    """
+    blocks = -(-c // 32)
+    if chunks is None:
+        chunks = 1
+        if n > SPLIT_ROWS:
+            target = BLOCKS_PER_SM * _multiprocessors(cupy.cuda.runtime.getDevice())
+            chunks = min(-(-target // blocks), n // MIN_CHUNK_ROWS)
+    rows = 32 * max(1, -(-n // (32 * max(1, chunks))))
+    return (blocks, max(1, -(-n // rows))), (32, 32), rows
+
+
+def partial_sums(chunks, sums, c):
+    """Scratch (float64) for ``sums`` partial sums per chunk and column: ``(sums * chunks, c)``,
+    or an empty array when one chunk finishes by itself.
+
+    Allocated per call, like every other temporary of the fused functions: inside a captured
+    CUDA graph it comes from the graph's private pool and is released within the step.
+    """
+    if chunks == 1:  # the common, launch-bound case: not even a new empty array
+        return _no_partials(cupy.cuda.runtime.getDevice())
+    return cupy.empty((sums * chunks, c), np.float64)
+
+
+@functools.lru_cache(maxsize=None)
+def _no_partials(device_id):
+    return cupy.empty(0, np.float64)  # size 0: no memory behind it, so safe to keep across captures
 
 
 def contiguous(*arrays):

@@ -1,4 +1,4 @@
-"""BatchNorm's training forward and its simplified backward, two kernels each.
+"""BatchNorm's training forward and its simplified backward, two kernels each (three if tall).
 
 The plain code (``tinynet/layers/batchnorm.py``) is the reference and spells out every
 step; it costs about fifteen launches forward and as many backward. Here:
@@ -13,37 +13,73 @@ backward  ``bn_grad_sums``  per column: dbeta = sum(dy), dgamma = sum(dy * xhat)
                             k2 = k1 * dbeta / m, k3 = k1 * dgamma / m: the simplified form
                             (inv_std / m) * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
                             with dxhat = dy * gamma, multiplied out
+
+For a tall x (more than ``_cuda.SPLIT_ROWS`` rows) the two column reductions, ``bn_stats``
+and ``bn_grad_sums``, run over chunks of rows in parallel and ``bn_stats_merge`` /
+``bn_grad_merge`` combine the chunks: three kernels each way instead of two.
 """
 
 import cupy
 
-from ._cuda import column_grid, contiguous, kernel, row_launch, scalar
+from ._cuda import column_chunks, contiguous, flat_grid, kernel, partial_sums, row_launch, scalar
 
 SOURCE = r"""
-// x is (n, c), row-major. A block of 32 x 32 threads owns 32 columns: threadIdx.x picks the
-// column (so a warp reads 32 neighbouring floats of a row), threadIdx.y strides down the rows.
-extern "C" __global__ void __launch_bounds__(1024) bn_stats(const T* x, long long n, long long c,
+// Column reductions: x is (n, c), row-major. A block of 32 x 32 threads owns 32 columns and one
+// chunk of `rows` rows (blockIdx.y picks it): threadIdx.x picks the column (so a warp reads 32
+// neighbouring floats of a row), threadIdx.y strides down the chunk. With one chunk (gridDim.y
+// == 1) the block finishes its columns itself. A tall x comes in several chunks, because 32
+// columns per block alone would leave most of the GPU idle (see _cuda.column_chunks): then each
+// block writes its chunk's sums to `partial` (double, (sums * chunks, c)) and a *_merge kernel
+// adds the chunks in order, so the result does not depend on which block ran first.
+
+// What bn_stats keeps of each column: from its sum and its centred sum of squares m2 (double).
+__device__ __forceinline__ void bn_stats_finish(long long col, double n, double sum, double m2,
+                                                T eps, T keep, T new_mean, T new_var, T* mean,
+                                                T* inv_std, T* running_mean, T* running_var) {
+    const double mu = sum / n, var = m2 / n;  // biased: this one normalises
+    mean[col] = (T)mu;
+    inv_std[col] = (T)(1.0 / sqrt(var + (double)eps));
+    running_mean[col] = running_mean[col] * keep + new_mean * (T)mu;
+    running_var[col] = running_var[col] * keep + new_var * (T)var;  // new_var = momentum * m / (m - 1)
+}
+
+// What bn_grad_sums keeps of each column: dgamma, dbeta added in, and dx's three coefficients.
+__device__ __forceinline__ void bn_grad_finish(long long col, long long n, long long c,
+                                               double dgamma, double dbeta, const T* gamma,
+                                               const T* inv_std, T* gamma_grad, T* beta_grad, T* coef) {
+    gamma_grad[col] += (T)dgamma;
+    beta_grad[col] += (T)dbeta;
+    const double k1 = (double)gamma[col] * (double)inv_std[col];
+    coef[col] = (T)k1;
+    coef[c + col] = (T)(k1 * dbeta / (double)n);
+    coef[2 * c + col] = (T)(k1 * dgamma / (double)n);
+}
+
+// partial: the chunks' sums (rows 0 .. chunks-1), then their centred sums of squares.
+extern "C" __global__ void __launch_bounds__(1024) bn_stats(const T* x, long long n, long long c, long long rows,
                                     T eps, T keep, T new_mean, T new_var,
-                                    T* mean, T* inv_std, T* running_mean, T* running_var) {
+                                    T* mean, T* inv_std, T* running_mean, T* running_var, double* partial) {
     __shared__ double part[32][33];
-    __shared__ double mu_of[32];
+    __shared__ double sum_of[32];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const long long col = (long long)blockIdx.x * 32 + tx;
+    const long long first = (long long)blockIdx.y * rows;
+    const long long last = first + rows < n ? first + rows : n;
     double s = 0;
     if (col < c)
-        for (long long r = ty; r < n; r += 32) s += (double)x[r * c + col];
+        for (long long r = first + ty; r < last; r += 32) s += (double)x[r * c + col];
     part[ty][tx] = s;
     __syncthreads();
     if (ty == 0) {
         double t = 0;
         for (int k = 0; k < 32; ++k) t += part[k][tx];
-        mu_of[tx] = t / (double)n;
+        sum_of[tx] = t;
     }
     __syncthreads();
-    const double mu = mu_of[tx];
+    const double mu = sum_of[tx] / (double)(last - first);  // this chunk's mean
     double q = 0;  // second pass over the centred values: never E[x^2] - E[x]^2
     if (col < c)
-        for (long long r = ty; r < n; r += 32) {
+        for (long long r = first + ty; r < last; r += 32) {
             const double d = (double)x[r * c + col] - mu;
             q += d * d;
         }
@@ -52,11 +88,34 @@ extern "C" __global__ void __launch_bounds__(1024) bn_stats(const T* x, long lon
     if (ty == 0 && col < c) {
         double t = 0;
         for (int k = 0; k < 32; ++k) t += part[k][tx];
-        const double var = t / (double)n;  // biased: this one normalises
-        mean[col] = (T)mu;
-        inv_std[col] = (T)(1.0 / sqrt(var + (double)eps));
-        running_mean[col] = running_mean[col] * keep + new_mean * (T)mu;
-        running_var[col] = running_var[col] * keep + new_var * (T)var;  // new_var = momentum * m / (m - 1)
+        if (gridDim.y == 1) {
+            bn_stats_finish(col, (double)n, sum_of[tx], t, eps, keep, new_mean, new_var,
+                            mean, inv_std, running_mean, running_var);
+        } else {
+            partial[blockIdx.y * c + col] = sum_of[tx];
+            partial[(gridDim.y + blockIdx.y) * c + col] = t;
+        }
+    }
+}
+
+// One thread per column combines the chunks (Chan et al.'s parallel variance): with chunk k's
+// n_k rows, sum s_k and centred sum of squares q_k, and mu = sum(s_k) / n, the whole column's
+// sum((x - mu)^2) = sum(q_k + n_k * (s_k / n_k - mu)^2): still no E[x^2] - E[x]^2.
+extern "C" __global__ void bn_stats_merge(const double* partial, long long chunks, long long n, long long c,
+                                          long long rows, T eps, T keep, T new_mean, T new_var,
+                                          T* mean, T* inv_std, T* running_mean, T* running_var) {
+    for (long long col = (long long)blockIdx.x * blockDim.x + threadIdx.x; col < c;
+         col += (long long)gridDim.x * blockDim.x) {
+        double s = 0;
+        for (long long k = 0; k < chunks; ++k) s += partial[k * c + col];
+        const double mu = s / (double)n;
+        double q = 0;
+        for (long long k = 0; k < chunks; ++k) {
+            const double n_k = (double)((k + 1) * rows < n ? rows : n - k * rows);  // the last is shorter
+            const double d = partial[k * c + col] / n_k - mu;
+            q += partial[(chunks + k) * c + col] + n_k * d * d;
+        }
+        bn_stats_finish(col, (double)n, s, q, eps, keep, new_mean, new_var, mean, inv_std, running_mean, running_var);
     }
 }
 
@@ -73,16 +132,19 @@ extern "C" __global__ void bn_normalize(const T* x, const T* mean, const T* inv_
         }
 }
 
+// partial: the chunks' sums of dy * xhat (rows 0 .. chunks-1), then their sums of dy.
 extern "C" __global__ void __launch_bounds__(1024) bn_grad_sums(const T* dy, const T* xhat, const T* gamma, const T* inv_std,
-                                        long long n, long long c,
-                                        T* gamma_grad, T* beta_grad, T* coef) {
+                                        long long n, long long c, long long rows,
+                                        T* gamma_grad, T* beta_grad, T* coef, double* partial) {
     __shared__ double part_g[32][33];
     __shared__ double part_b[32][33];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const long long col = (long long)blockIdx.x * 32 + tx;
+    const long long first = (long long)blockIdx.y * rows;
+    const long long last = first + rows < n ? first + rows : n;
     double sg = 0, sb = 0;
     if (col < c)
-        for (long long r = ty; r < n; r += 32) {
+        for (long long r = first + ty; r < last; r += 32) {
             const double g = (double)dy[r * c + col];
             sb += g;
             sg += g * (double)xhat[r * c + col];
@@ -96,12 +158,27 @@ extern "C" __global__ void __launch_bounds__(1024) bn_grad_sums(const T* dy, con
             dgamma += part_g[k][tx];
             dbeta += part_b[k][tx];
         }
-        gamma_grad[col] += (T)dgamma;
-        beta_grad[col] += (T)dbeta;
-        const double k1 = (double)gamma[col] * (double)inv_std[col];
-        coef[col] = (T)k1;
-        coef[c + col] = (T)(k1 * dbeta / (double)n);
-        coef[2 * c + col] = (T)(k1 * dgamma / (double)n);
+        if (gridDim.y == 1) {
+            bn_grad_finish(col, n, c, dgamma, dbeta, gamma, inv_std, gamma_grad, beta_grad, coef);
+        } else {
+            partial[blockIdx.y * c + col] = dgamma;
+            partial[(gridDim.y + blockIdx.y) * c + col] = dbeta;
+        }
+    }
+}
+
+// One thread per column adds the chunks' sums, in chunk order.
+extern "C" __global__ void bn_grad_merge(const double* partial, long long chunks, long long n, long long c,
+                                         const T* gamma, const T* inv_std,
+                                         T* gamma_grad, T* beta_grad, T* coef) {
+    for (long long col = (long long)blockIdx.x * blockDim.x + threadIdx.x; col < c;
+         col += (long long)gridDim.x * blockDim.x) {
+        double dgamma = 0, dbeta = 0;
+        for (long long k = 0; k < chunks; ++k) {
+            dgamma += partial[k * c + col];
+            dbeta += partial[(chunks + k) * c + col];
+        }
+        bn_grad_finish(col, n, c, dgamma, dbeta, gamma, inv_std, gamma_grad, beta_grad, coef);
     }
 }
 
@@ -137,12 +214,15 @@ def forward(layer, x):
     if not in_place:  # unusual buffers (another dtype, a view): update copies, then assign back
         rm, rv = cupy.array(rm, dtype=dtype), cupy.array(rv, dtype=dtype)
     m = layer.momentum
-    grid, block = column_grid(c)
-    kernel(SOURCE, dtype, "bn_stats")(
-        grid, block,
-        (x, n, c, scalar(dtype, layer.eps), scalar(dtype, 1 - m), scalar(dtype, m), scalar(dtype, m * n / (n - 1)),
-         mean, inv_std, rm, rv),
-    )
+    grid, block, rows = column_chunks(n, c)
+    chunks = grid[1]
+    partial = partial_sums(chunks, 2, c)
+    constants = (scalar(dtype, layer.eps), scalar(dtype, 1 - m), scalar(dtype, m), scalar(dtype, m * n / (n - 1)))
+    kernel(SOURCE, dtype, "bn_stats")(grid, block, (x, n, c, rows) + constants + (mean, inv_std, rm, rv, partial))
+    if chunks > 1:
+        kernel(SOURCE, dtype, "bn_stats_merge")(
+            flat_grid(c), (256,), (partial, chunks, n, c, rows) + constants + (mean, inv_std, rm, rv)
+        )
     if not in_place:
         layer.running_mean[...] = rm
         layer.running_var[...] = rv
@@ -165,8 +245,14 @@ def backward(layer, dy, xhat, inv_std):
     if not in_place:  # accumulate into zeros, then add the way the plain code does
         gg, bg = cupy.zeros(c, dtype), cupy.zeros(c, dtype)
     coef = cupy.empty(3 * c, dtype)
-    grid, block = column_grid(c)
-    kernel(SOURCE, dtype, "bn_grad_sums")(grid, block, (dy, xhat, gamma, inv_std, n, c, gg, bg, coef))
+    grid, block, rows = column_chunks(n, c)
+    chunks = grid[1]
+    partial = partial_sums(chunks, 2, c)
+    kernel(SOURCE, dtype, "bn_grad_sums")(grid, block, (dy, xhat, gamma, inv_std, n, c, rows, gg, bg, coef, partial))
+    if chunks > 1:
+        kernel(SOURCE, dtype, "bn_grad_merge")(
+            flat_grid(c), (256,), (partial, chunks, n, c, gamma, inv_std, gg, bg, coef)
+        )
     if not in_place:
         layer.gamma.grad += gg
         layer.beta.grad += bg

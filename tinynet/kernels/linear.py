@@ -3,29 +3,48 @@
 Same arithmetic as the plain ``Linear`` (``y = x @ W + b``; ``W.grad += x.T @ dy``,
 ``b.grad += dy.sum(0)``, ``dx = dy @ W.T``), with two differences that save launches:
 the weight gradient is accumulated by the GEMM itself (beta = 1), and the bias gradient is
-one column-sum kernel that adds into ``b.grad``. Going through our own cuBLAS handle is what
-lets a whole training step be captured as a CUDA graph (see :mod:`tinynet.cuda_graph`).
+one column-sum kernel that adds into ``b.grad`` (two for a tall batch: see
+``_cuda.column_chunks``). Going through our own cuBLAS handle is what lets a whole training
+step be captured as a CUDA graph (see :mod:`tinynet.cuda_graph`).
 """
 
 import cupy
 
 from . import blas
-from ._cuda import column_grid, contiguous, kernel
+from ._cuda import column_chunks, contiguous, flat_grid, kernel, partial_sums
 
 SOURCE = r"""
-// out[j] += sum over rows of a[:, j]; a is (n, c) row-major; 32 x 32 threads own 32 columns.
-extern "C" __global__ void __launch_bounds__(1024) column_sum_add(const T* a, long long n, long long c, T* out) {
+// out[j] += sum over rows of a[:, j]; a is (n, c) row-major. As in batchnorm.py: 32 x 32 threads
+// own 32 columns and one chunk of `rows` rows (blockIdx.y); one chunk adds into out itself, several
+// (a tall a, to fill the GPU) write their sums to partial (double, (chunks, c)) for column_sum_merge.
+extern "C" __global__ void __launch_bounds__(1024) column_sum_add(const T* a, long long n, long long c, long long rows,
+                                                                  T* out, double* partial) {
     __shared__ double part[32][33];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const long long col = (long long)blockIdx.x * 32 + tx;
+    const long long first = (long long)blockIdx.y * rows;
+    const long long last = first + rows < n ? first + rows : n;
     double s = 0;
     if (col < c)
-        for (long long r = ty; r < n; r += 32) s += (double)a[r * c + col];
+        for (long long r = first + ty; r < last; r += 32) s += (double)a[r * c + col];
     part[ty][tx] = s;
     __syncthreads();
     if (ty == 0 && col < c) {
         double t = 0;
         for (int k = 0; k < 32; ++k) t += part[k][tx];
+        if (gridDim.y == 1)
+            out[col] += (T)t;
+        else
+            partial[blockIdx.y * c + col] = t;
+    }
+}
+
+// One thread per column adds the chunks' sums in chunk order (deterministic), then into out.
+extern "C" __global__ void column_sum_merge(const double* partial, long long chunks, long long c, T* out) {
+    for (long long col = (long long)blockIdx.x * blockDim.x + threadIdx.x; col < c;
+         col += (long long)gridDim.x * blockDim.x) {
+        double t = 0;
+        for (long long k = 0; k < chunks; ++k) t += partial[k * c + col];
         out[col] += (T)t;
     }
 }
@@ -45,15 +64,19 @@ def forward(layer, x):
 
 
 def column_sum_add(a, out):
-    """out += a.sum(axis=0) in one kernel; a (N, C) and out (C,) CuPy arrays of one dtype."""
+    """out += a.sum(axis=0) in one kernel (two for a tall a); a (N, C) and out (C,) CuPy arrays of one dtype."""
     (a,) = contiguous(a)
     n, c = a.shape
     if _accumulates_in_place(out, a[0]):
         target = out
     else:
         target = cupy.zeros(c, a.dtype)
-    grid, block = column_grid(c)
-    kernel(SOURCE, a.dtype, "column_sum_add")(grid, block, (a, n, c, target))
+    grid, block, rows = column_chunks(n, c)
+    chunks = grid[1]
+    partial = partial_sums(chunks, 1, c)
+    kernel(SOURCE, a.dtype, "column_sum_add")(grid, block, (a, n, c, rows, target, partial))
+    if chunks > 1:
+        kernel(SOURCE, a.dtype, "column_sum_merge")(flat_grid(c), (256,), (partial, chunks, c, target))
     if target is not out:
         out += target
 

@@ -1,7 +1,8 @@
 """Train the default MLP (784-256-256-10 with BatchNorm) on MNIST in a page of library calls.
 
-Run:  python examples/train_mnist.py
-(from the repository root, after `make train` has created .venv: .venv/bin/python examples/train_mnist.py)
+Run from the repository root, with tinynet installed (`make train` creates .venv and installs it):
+
+    .venv/bin/python examples/train_mnist.py
 """
 
 import numpy as np

@@ -1,7 +1,15 @@
 """Shared fixtures: every test that takes ``xp`` runs once per available array backend."""
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests on a fixed sequence of examples (HYPOTHESIS_PROFILE=ci in .ci/run),
+# so a landing never hangs on a rare draw; locally every run explores new ones
+settings.register_profile("ci", derandomize=True, database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 from tinynet.backend import cupy_available
 

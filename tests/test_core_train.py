@@ -189,7 +189,7 @@ def test_fit_reads_the_label_range_once_not_at_every_step(rng):
     loss = tn.SoftmaxCrossEntropy()
     history = tn.fit(model, loss, tn.SGD(model.parameters(), lr=0.1), x, labels, 2, 32, rng=rng, progress=False)
     assert len(history.step_loss) == 16
-    assert CountingLabels.reads == 2  # once per epoch, not once per step
+    assert CountingLabels.reads == 1  # once per run, not once per step
     assert loss.known_label_range is None  # validation and later calls check their own labels
     with pytest.raises(ValueError, match=r"expected labels in \[0, 3\), got values from 0 to 3"):
         loss(np.zeros((2, 3), np.float32), np.array([0, 3]))

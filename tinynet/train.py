@@ -169,6 +169,7 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     # a batch of one cannot be normalised: drop a trailing single example
     min_batch = 2 if any(isinstance(m, BatchNorm) for m in model.modules()) else 1
     skip_data_gradient = SkipInputGradient(data_readers(model))
+    labels_checked = LabelRangeKnown(loss, y)  # one read of the labels' range for the whole run
     captured = None
     if cuda_graph:
         from .cuda_graph import CapturedStep
@@ -182,7 +183,7 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
         start = time.perf_counter()
         batches = minibatches(x, y, batch_size, rng, min_size=min_batch)
         total = -(-len(x) // batch_size)
-        with label_range_known(loss, y), tqdm(batches, total=total, desc=f"epoch {epoch}/{epochs}", leave=False,
+        with labels_checked, tqdm(batches, total=total, desc=f"epoch {epoch}/{epochs}", leave=False,
                                               disable=not progress, unit="batch") as bar:
             for step, (xb, yb) in enumerate(bar):
                 if captured is not None:  # the whole step replayed from a CUDA graph
@@ -260,21 +261,25 @@ def data_readers(model):
     return readers
 
 
-@contextlib.contextmanager
-def label_range_known(loss, y):
-    """While training on ``y``, tell a SoftmaxCrossEntropy the range of its labels, read once.
+class LabelRangeKnown:
+    """``with LabelRangeKnown(loss, y):`` a SoftmaxCrossEntropy knows the range of ``y``'s labels.
 
-    Its per-step range check then reads nothing back from the device. Validation and test
-    labels run outside this block and are checked batch by batch as usual.
+    The range is read once, when this is made; inside the block the loss's per-step range check
+    then reads nothing back from the device. Validation and test labels run outside the block and
+    are checked batch by batch as usual.
     """
-    if not isinstance(loss, SoftmaxCrossEntropy):
-        yield
-        return
-    loss.known_label_range = (int(y.min()), int(y.max()))
-    try:
-        yield
-    finally:
-        loss.known_label_range = None
+
+    def __init__(self, loss, y):
+        self.loss = loss if isinstance(loss, SoftmaxCrossEntropy) else None
+        self.label_range = (int(y.min()), int(y.max())) if self.loss is not None else None
+
+    def __enter__(self):
+        if self.loss is not None:
+            self.loss.known_label_range = self.label_range
+
+    def __exit__(self, *exc):
+        if self.loss is not None:
+            self.loss.known_label_range = None
 
 
 class SkipInputGradient:

@@ -79,12 +79,18 @@ def test_round_trip_restores_model_optimizer_history_and_generators(tmp_path, op
     assert model2[3].rng.random() == model[3].rng.random()  # Dropout's generator
 
 
-def test_load_puts_arrays_in_the_models_dtype_and_leaves_hyperparameters(tmp_path):
+def model_after_one_step():
+    """A small MLP and its SGD after one step: the momentum buffers hold something to save."""
     model = tn.mlp([4, 8, 3], rng=np.random.default_rng(0))
     opt = tn.SGD(model.parameters(), lr=0.1, momentum=0.9)
     for p in model.parameters():
         p.grad[...] = 1
     opt.step()
+    return model, opt
+
+
+def test_load_puts_arrays_in_the_models_dtype_and_leaves_hyperparameters(tmp_path):
+    model, opt = model_after_one_step()
     tn.save(tmp_path / "run.npz", model, opt)
     model64 = tn.mlp([4, 8, 3], dtype=np.float64)
     opt64 = tn.SGD(model64.parameters(), lr=0.01, momentum=0.9)
@@ -165,11 +171,7 @@ def test_a_failing_write_keeps_the_old_checkpoint_and_cleans_up(tmp_path, monkey
 
 def test_every_damaged_byte_is_refused_or_harmless(tmp_path):
     """Flip bytes all over a checkpoint: load must raise ValueError or give exactly the saved state."""
-    model = tn.mlp([4, 8, 3], rng=np.random.default_rng(0))
-    opt = tn.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    for p in model.parameters():
-        p.grad[...] = 1
-    opt.step()
+    model, opt = model_after_one_step()
     tn.save(tmp_path / "good.npz", model, opt, tn.History(step_loss=[1.0, 0.5], train_loss=[0.75]))
     data = (tmp_path / "good.npz").read_bytes()
     refused = 0

@@ -457,8 +457,9 @@ def test_gpu_cuda_graph_replays_column_sums_done_in_chunks(cp):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-@pytest.mark.gpu
-def test_gpu_cuda_graph_is_captured_again_when_the_lr_changes(cp, monkeypatch):
+@pytest.fixture
+def captured_steps(monkeypatch):
+    """The list of every tinynet.cuda_graph.CapturedStep that fit makes during the test."""
     from tinynet import cuda_graph
 
     made = []
@@ -469,6 +470,12 @@ def test_gpu_cuda_graph_is_captured_again_when_the_lr_changes(cp, monkeypatch):
         made.append(self)
 
     monkeypatch.setattr(cuda_graph.CapturedStep, "__init__", spy)
+    return made
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_graph_is_captured_again_when_the_lr_changes(cp, captured_steps):
+    made = captured_steps
     schedule = tn.optim.cosine_schedule(0.05, 3)
     graphed, _ = train_on_gpu(cp, cuda_graph=True, schedule=schedule)
     assert made[0].captures == 3  # one capture per learning rate
@@ -531,17 +538,8 @@ def test_fake_gpu_fused_training_equals_plain_and_numpy(fake_gpu):
     assert_same_training(fused, small_run(fake_gpu, backend="numpy"))
 
 
-def test_fake_gpu_cuda_graph_replays_the_eager_step(fake_gpu, monkeypatch):
-    from tinynet import cuda_graph
-
-    made = []
-    original = cuda_graph.CapturedStep.__init__
-
-    def spy(self, *args):
-        original(self, *args)
-        made.append(self)
-
-    monkeypatch.setattr(cuda_graph.CapturedStep, "__init__", spy)
+def test_fake_gpu_cuda_graph_replays_the_eager_step(fake_gpu, captured_steps):
+    made = captured_steps
     graphed = small_run(fake_gpu, cuda_graph=True, epochs=3)
     # 300 = 4 * 64 + 44: per epoch 4 full steps and a tail; 2 warm-up steps, then replays
     assert made[0].captures == 1 and made[0].graph.launches == 3 * 4 - 2

@@ -73,6 +73,16 @@ def layer_with(sub, gamma, beta, eps=EPS, momentum=0.1, dtype=np.float64):
     return layer
 
 
+def eval_layer(sub, seed):
+    """The student's BatchNorm in eval mode with set running statistics: (layer, gamma, beta, rm, rv)."""
+    gamma, beta = affine(seed)
+    layer = layer_with(sub, gamma, beta)
+    rm, rv = np.array([0.5, -1.0, 2.0]), np.array([0.2, 1.5, 0.05])
+    layer.running_mean, layer.running_var = rm.copy(), rv.copy()
+    layer.eval()
+    return layer, gamma, beta, rm, rv
+
+
 def forward_first(layer, x, want):
     """Run the forward a backward item needs; stop with a pointer if the forward itself is wrong."""
     if not is_close(layer(x), want, 1e-6, 1e-9):
@@ -102,11 +112,7 @@ def check_backward_params(sub):
 
 def check_backward_eval(sub):
     """Eval mode: y is affine in x, dx = dy * gamma / sqrt(running_var + eps)."""
-    gamma, beta = affine(8)
-    layer = layer_with(sub, gamma, beta)
-    rm, rv = np.array([0.5, -1.0, 2.0]), np.array([0.2, 1.5, 0.05])
-    layer.running_mean, layer.running_var = rm.copy(), rv.copy()
-    layer.eval()
+    layer, gamma, beta, rm, rv = eval_layer(sub, seed=8)
     x, dy = batch(9), np.random.default_rng(10).standard_normal((M, C))
     inv = 1 / np.sqrt(rv + EPS)
     forward_first(layer, x, gamma * (x - rm) * inv + beta)
@@ -181,11 +187,7 @@ def running_stats(sub):
 
 @CHECKS.item("forward (eval): normalises with running_mean and running_var, and leaves them unchanged")
 def forward_eval(sub):
-    gamma, beta = affine(6)
-    layer = layer_with(sub, gamma, beta)
-    rm, rv = np.array([0.5, -1.0, 2.0]), np.array([0.2, 1.5, 0.05])
-    layer.running_mean, layer.running_var = rm.copy(), rv.copy()
-    layer.eval()
+    layer, gamma, beta, rm, rv = eval_layer(sub, seed=6)
     x = batch(7)
     y = layer(x)
     expect_close("y in eval mode", y, gamma * (x - rm) / np.sqrt(rv + EPS) + beta, mistakes={

@@ -323,6 +323,12 @@ def check_finite(where, x, what="input"):
     )
 
 
+def check_positive_int(where, name, value):
+    """Refuse anything but a positive integer (a bool is not one), naming ``where`` and ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{where}: expected {name} to be a positive integer, got {value!r}")
+
+
 def check_rng(where, rng):
     """Refuse anything but a ``numpy.random.Generator`` (or None) where randomness is passed in."""
     if rng is not None and not isinstance(rng, np.random.Generator):

@@ -13,7 +13,7 @@ from .checkpoint import load, save
 from .data.batching import minibatches
 from .graph import Graph
 from .history import History
-from .layer import Layer, check_finite, check_rng
+from .layer import Layer, check_finite, check_positive_int, check_rng
 from .layers import BatchNorm, Linear
 from .losses import SoftmaxCrossEntropy
 from .nonfinite import finite_step, stop_nonfinite, stop_nonfinite_epoch
@@ -58,11 +58,6 @@ def check_parts(where, model, loss, optimizer=False):
         raise TypeError(
             f"{where}: expected an optimizer such as tinynet.SGD(model.parameters(), lr=0.1), got {type(optimizer).__name__}"
         )
-
-
-def check_positive_int(where, name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{where}: expected {name} to be a positive integer, got {value!r}")
 
 
 def check_data(where, x, y):

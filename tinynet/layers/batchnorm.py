@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import kernels
 from ..backend import get_array_module
-from ..layer import Layer, Parameter, check_grad, check_input
+from ..layer import Layer, Parameter, check_grad, check_input, check_positive_int
 
 GRADIENT_FORMS = ("simplified", "paper")
 
@@ -42,8 +42,7 @@ class BatchNorm(Layer):
     buffers = ("running_mean", "running_var")
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, gradient="simplified", dtype=np.float32):
-        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
-            raise ValueError(f"BatchNorm: expected num_features to be a positive integer, got {num_features!r}")
+        check_positive_int("BatchNorm", "num_features", num_features)
         if not eps > 0:
             raise ValueError(f"BatchNorm: expected eps > 0, got {eps!r}")
         if not 0 <= momentum <= 1:

@@ -4,12 +4,7 @@ import numpy as np
 
 from .. import kernels
 from ..init import get_initialiser
-from ..layer import Layer, Parameter, check_grad, check_input, check_rng
-
-
-def check_positive_int(layer_name, what, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{layer_name}: expected {what} to be a positive integer, got {value!r}")
+from ..layer import Layer, Parameter, check_grad, check_input, check_positive_int, check_rng
 
 
 class Linear(Layer):

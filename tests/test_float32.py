@@ -24,6 +24,8 @@ class Float64Spy(np.ndarray):
             return value.view(np.ndarray)
         if isinstance(value, (tuple, list)):
             return type(value)(Float64Spy._plain(v) for v in value)
+        if isinstance(value, dict):  # keyword arguments: out= may be a spy
+            return {k: Float64Spy._plain(v) for k, v in value.items()}
         return value
 
     @staticmethod

@@ -125,3 +125,53 @@ def test_simplified_backward_matches_the_seed_formula_in_float64():
     np.testing.assert_allclose(dx, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(bn.gamma.grad, (dy * xhat).sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(bn.beta.grad, dy.sum(axis=0), rtol=1e-12)
+
+
+def test_zero_grad_is_seen_as_zeros_by_every_reader(rng):
+    """zero_grad defers the fill: any read of p.grad afterwards still sees zeros."""
+    p = tn.Parameter(rng.standard_normal((3, 4)).astype(np.float32), "w")
+    p.grad += 5
+    p.zero_grad()
+    assert not p.grad.any()
+    p.grad += 1  # a hand-written backward that adds
+    np.testing.assert_array_equal(p.grad, np.ones((3, 4)))
+    p.zero_grad()
+    p.grad = np.full((3, 4), 2, np.float32)  # assigning replaces, zeros owed or not
+    np.testing.assert_array_equal(p.grad, np.full((3, 4), 2))
+
+
+def test_accumulate_writes_into_a_zeroed_gradient_and_adds_otherwise(rng):
+    a, b = rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)
+    p = tn.Parameter(np.zeros((3, 4), np.float32), "w")
+    p.grad += 7
+    before = p.grad
+    p.zero_grad()
+    p.accumulate(np.matmul, a, b)
+    assert p.grad is before  # written in place, no new array
+    np.testing.assert_allclose(p.grad, a @ b, rtol=1e-6)
+    p.accumulate(np.matmul, a, b)
+    np.testing.assert_allclose(p.grad, 2 * (a @ b), rtol=1e-6)
+
+
+def test_accumulate_that_fails_leaves_the_zeros_owed(rng):
+    p = tn.Parameter(np.zeros((3, 4), np.float32), "w")
+    p.grad += 7
+    p.zero_grad()
+    with pytest.raises(ValueError):
+        p.accumulate(np.matmul, np.ones((3, 2), np.float32), np.ones((3, 4), np.float32))
+    assert not p.grad.any()
+
+
+def test_a_layer_used_twice_between_zero_grads_sums_both_gradients(rng):
+    """The first backward writes into the zeroed gradient, the second adds: the sum, as before."""
+    layer = tn.Linear(4, 3, rng=rng, dtype=np.float64)
+    x1, x2 = rng.standard_normal((5, 4)), rng.standard_normal((6, 4))
+    dy1, dy2 = rng.standard_normal((5, 3)), rng.standard_normal((6, 3))
+    layer.weight.grad += 100  # stale values that zero_grad must clear
+    layer.zero_grad()
+    layer(x1)
+    layer.backward(dy1)
+    layer(x2)
+    layer.backward(dy2)
+    np.testing.assert_allclose(layer.weight.grad, x1.T @ dy1 + x2.T @ dy2)
+    np.testing.assert_allclose(layer.bias.grad, dy1.sum(0) + dy2.sum(0))

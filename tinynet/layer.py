@@ -49,18 +49,40 @@ class Parameter:
     def dtype(self):
         return self.data.dtype
 
+    # zero_grad only marks the gradient as zero; it is filled with zeros when next read, unless
+    # a backward writes its first contribution straight into it first (accumulate): a pass
+    # over every gradient fewer per step
+    @property
+    def grad(self):
+        if self._grad_is_zero:
+            self._grad.fill(0)
+            self._grad_is_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        self._grad, self._grad_is_zero = value, False
+
     def zero_grad(self):
         """Set the gradient to zeros (a fresh array if ``data`` changed shape or kind)."""
-        g = self.grad
-        if (
-            g is None
-            or g.shape != self.data.shape
-            or g.dtype != self.data.dtype
-            or backend_name(g) != backend_name(self.data)
-        ):
-            self.grad = get_array_module(self.data).zeros_like(self.data)
+        g, data = self._grad, self.data
+        if g is None or g.shape != data.shape or g.dtype != data.dtype or type(g) is not type(data):
+            self.grad = get_array_module(data).zeros_like(data)
         else:
-            g.fill(0)
+            self._grad_is_zero = True
+
+    def accumulate(self, operation, *args, **kwargs):
+        """Add ``operation(*args, **kwargs)`` into ``grad``, e.g. ``w.accumulate(np.matmul, x.T, dy)``.
+
+        Right after ``zero_grad`` the operation writes straight into the gradient
+        (``out=grad``): no temporary and no addition. ``operation`` must take ``out=``,
+        as NumPy's and CuPy's functions do.
+        """
+        if self._grad_is_zero:
+            operation(*args, **kwargs, out=self._grad)
+            self._grad_is_zero = False  # only now: an operation that raised leaves the zeros owed
+        else:
+            self._grad += operation(*args, **kwargs)
 
     def __repr__(self):
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
@@ -249,33 +271,29 @@ def check_input(layer, x, ndim=None, features=None, like=None):
     like : ndarray, optional
         One of the layer's parameters: the input must share its dtype and backend.
     """
-    name = layer.name_for_errors()
-    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
-        raise TypeError(f"{name}: expected a NumPy or CuPy array, got {type(x).__name__}")
-    if x.dtype.kind != "f":
-        raise TypeError(
-            f"{name}: expected a floating-point array, got dtype {x.dtype} "
-            "(convert with x.astype(numpy.float32))"
-        )
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-D input, got shape {tuple(x.shape)}")
-    if features is not None and x.shape[-1] != features:
-        raise ValueError(f"{name}: expected input of shape (N, {features}), got shape {tuple(x.shape)}")
-    if x.ndim >= 1 and x.shape[0] == 0:
-        raise ValueError(f"{name}: got an empty batch, shape {tuple(x.shape)}")
-    if like is None:
+    def refuse(error, message):  # the layer's name is looked up only when something is wrong
+        raise error(f"{layer.name_for_errors()}: {message}")
+
+    dtype, shape = getattr(x, "dtype", None), getattr(x, "shape", None)
+    if dtype is None or shape is None:
+        refuse(TypeError, f"expected a NumPy or CuPy array, got {type(x).__name__}")
+    if dtype.kind != "f":
+        refuse(TypeError, f"expected a floating-point array, got dtype {dtype} (convert with x.astype(numpy.float32))")
+    if ndim is not None and len(shape) != ndim:
+        refuse(ValueError, f"expected a {ndim}-D input, got shape {tuple(shape)}")
+    if features is not None and shape[-1] != features:
+        refuse(ValueError, f"expected input of shape (N, {features}), got shape {tuple(shape)}")
+    if shape and shape[0] == 0:
+        refuse(ValueError, f"got an empty batch, shape {tuple(shape)}")
+    if like is None or (type(x) is type(like) and dtype == like.dtype):
         return
     bx, bp = backend_name(x), backend_name(like)
     if bx != bp:
-        raise TypeError(
-            f"{name}: input is a {bx} array but the layer's parameters are {bp} arrays; "
-            f"move the model with model.to({bx!r}) or the input with tinynet.to_device(x, {bp!r})"
-        )
-    if x.dtype != like.dtype:
-        raise TypeError(
-            f"{name}: input dtype {x.dtype} does not match the layer's parameters ({like.dtype}); "
-            f"cast the input with x.astype({like.dtype.name}) or build the layer with dtype={x.dtype.name}"
-        )
+        refuse(TypeError, f"input is a {bx} array but the layer's parameters are {bp} arrays; "
+               f"move the model with model.to({bx!r}) or the input with tinynet.to_device(x, {bp!r})")
+    if dtype != like.dtype:
+        refuse(TypeError, f"input dtype {dtype} does not match the layer's parameters ({like.dtype}); "
+               f"cast the input with x.astype({like.dtype.name}) or build the layer with dtype={dtype.name}")
 
 
 def check_grad(layer, dy, shape):

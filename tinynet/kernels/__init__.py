@@ -33,6 +33,8 @@ import contextlib
 import importlib
 import threading
 
+import numpy as np
+
 __all__ = ["fused", "use_fused", "fused_enabled", "capturing", "NAMES"]
 
 # name -> (module in this package, function): the one table of what is fused
@@ -79,7 +81,7 @@ def fused(name, array):
     """
     if name not in _TABLE:
         raise ValueError(f"kernels.fused: unknown kernel {name!r}; expected one of {NAMES}")
-    if not type(array).__module__.startswith("cupy") or not _state.enabled:
+    if type(array) is np.ndarray or not type(array).__module__.startswith("cupy") or not _state.enabled:
         return None
     if array.dtype.name not in _FLOAT_KINDS:
         return None

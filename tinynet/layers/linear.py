@@ -3,6 +3,7 @@
 import numpy as np
 
 from .. import kernels
+from ..backend import get_array_module
 from ..init import get_initialiser
 from ..layer import Layer, Parameter, check_grad, check_input, check_positive_int, check_rng
 
@@ -56,9 +57,10 @@ class Linear(Layer):
         check_grad(self, dy, (x.shape[0], self.out_features))
         if (fused := kernels.fused("linear_backward", dy)) is not None:  # CuPy: gradient added inside the GEMM
             return fused(self, x, dy)
-        self.weight.grad += x.T @ dy  # (in, N) @ (N, out) -> (in, out)
+        xp = get_array_module(dy)
+        self.weight.accumulate(xp.matmul, x.T, dy)  # weight.grad += x.T @ dy: (in, N) @ (N, out) -> (in, out)
         if self.bias is not None:
-            self.bias.grad += dy.sum(axis=0)  # (out,)
+            self.bias.accumulate(xp.sum, dy, axis=0)  # bias.grad += dy.sum(axis=0): (out,)
         if not self.input_grad:
             return None
         return dy @ self.weight.data.T  # (N, out) @ (out, in) -> (N, in)

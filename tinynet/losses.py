@@ -37,7 +37,7 @@ class SoftmaxCrossEntropy:
         shifted = logits - logits.max(axis=1, keepdims=True)  # (N, C), each row's max is 0
         exp = xp.exp(shifted)  # (N, C), in (0, 1]: no overflow
         sum_exp = exp.sum(axis=1)  # (N,), >= 1: its log is finite
-        loss = (xp.log(sum_exp) - shifted[rows, labels]).mean()
+        loss = (xp.log(sum_exp) - shifted[rows, labels]).sum() / n  # the mean
         self._saved = (exp / sum_exp[:, None], labels)  # softmax probabilities
         return loss
 

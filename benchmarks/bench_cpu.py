@@ -5,8 +5,9 @@ Run:  make bench                                    (installs the `bench` extra,
 
 For each (hidden, batch) configuration it trains 784-hidden-hidden-10 with BatchNorm (SGD, momentum
 0.9) on the 60000 MNIST training images. One round is one epoch of tinynet (``tinynet.fit``) and one
-epoch of PyTorch over the *same* shuffled batches, starting from the *same* weights; the order of the
-two alternates between rounds, so load from other processes hits both alike. It prints the median
+epoch of PyTorch over the *same* shuffled batches, starting from the *same* weights, cut into blocks
+of the data that the two train in turns (the order alternating), so load from other processes hits
+both alike. It prints the median
 seconds per epoch, the ratio tinynet / PyTorch, the GFLOP/s of the whole training step against the
 float32 GEMM peak measured in the same run, and the peak RSS of one training run per framework, each
 in a subprocess of its own. PyTorch is optional: without it only tinynet is timed.
@@ -29,7 +30,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", default="256x128,1024x1024",
                    help="comma-separated HIDDENxBATCH pairs (default 256x128,1024x1024)")
-    p.add_argument("--rounds", type=int, default=3, help="alternated epochs per framework and configuration (default 3)")
+    p.add_argument("--rounds", type=int, default=7, help="alternated epochs per framework and configuration (default 7)")
+    p.add_argument("--blocks", type=int, default=3,
+                   help="each round's epoch is cut into this many blocks of the data, the two frameworks taking "
+                        "turns block by block (default 3)")
     p.add_argument("--threads", type=int, default=2, help="BLAS threads for NumPy and torch.set_num_threads (default 2)")
     p.add_argument("--train-size", type=int, default=60000, help="training examples per epoch (default 60000)")
     p.add_argument("--frameworks", default="tinynet,torch", help="which to run (default tinynet,torch)")
@@ -38,8 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None, help="MNIST cache (default $TINYNET_DATA or ~/.cache/tinynet)")
     p.add_argument("--child", choices=["tinynet", "torch", "cli"], default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.rounds < 1 or args.threads < 1 or args.train_size < 2:
-        p.error("--rounds and --threads must be >= 1 and --train-size >= 2")
+    if args.rounds < 1 or args.threads < 1 or args.blocks < 1 or args.train_size < 2:
+        p.error("--rounds, --blocks and --threads must be >= 1 and --train-size >= 2")
     text = args.configs
     try:
         args.configs = [tuple(int(v) for v in c.lower().split("x")) for c in text.split(",") if c.strip()]
@@ -65,7 +69,7 @@ import tinynet as tn  # noqa: E402
 from tinynet.data.batching import images_to_features  # noqa: E402
 
 LR, MOMENTUM, SEED = 0.05, 0.9, 0
-IDLE_S = 1.0  # seconds of idle before each timed epoch
+IDLE_S = 0.5  # seconds of idle before each timed block
 
 
 def import_torch():
@@ -92,6 +96,17 @@ def matmul_flops(sizes, examples):
     pairs = list(zip(sizes[:-1], sizes[1:]))
     per_example = sum(2 * a * b for a, b in pairs) * 3 - 2 * pairs[0][0] * pairs[0][1]
     return per_example * examples
+
+
+def block_bounds(n, batch, blocks):
+    """``blocks`` contiguous (start, stop) row ranges covering n rows, cut at multiples of ``batch``.
+
+    Each block is trained as a small epoch (its rows shuffled by fit): the same batches an epoch
+    would see when blocks == 1, while taking turns per block keeps the two frameworks' epochs
+    within a second of each other, so a slowdown from outside that lasts seconds hits both.
+    """
+    size = -(-n // blocks // batch) * batch  # rows per block, a whole number of batches
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def gemm_peak(torch=None, n=2048, repeats=5):
@@ -296,14 +311,18 @@ def main():
         print(f"(hidden, batch) = ({hidden}, {batch}): GEMM peak " +
               ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + " GFLOP/s (2048^3 float32, best of 5)")
         rounds = []
+        bounds = block_bounds(len(x), batch, ARGS.blocks)
         for r in range(ARGS.rounds):
-            names = list(trainers) if r % 2 == 0 else list(reversed(trainers))
-            row = {"load": os.getloadavg()[0]}
-            for name in names:
-                # idle first: the other library's worker threads spin for a while after their last
-                # job (OpenBLAS ~0.1 s, OpenMP up to 0.2 s) and would steal the cores from this epoch
-                time.sleep(IDLE_S)
-                row[name] = trainers[name].epoch(x, y, SEED + 1 + r)
+            row = {"load": os.getloadavg()[0], **{name: [0.0, 0.0] for name in trainers}}  # seconds, loss
+            for b, (start, stop) in enumerate(bounds):
+                names = list(trainers) if (r + b) % 2 == 0 else list(reversed(trainers))
+                for name in names:
+                    # idle first: the other library's worker threads spin for a while after their last
+                    # job (OpenBLAS ~0.1 s, OpenMP up to 0.2 s) and would steal the cores from this block
+                    time.sleep(IDLE_S)
+                    seconds, loss = trainers[name].epoch(x[start:stop], y[start:stop], SEED + 1 + r * len(bounds) + b)
+                    row[name][0] += seconds
+                    row[name][1] += loss * (stop - start) / len(x)
             rounds.append(row)
             print(f"  round {r + 1}: " + "   ".join(
                 f"{k} {row[k][0]:.3f} s (loss {row[k][1]:.4f})" for k in trainers) + f"   load {row['load']:.2f}")
@@ -344,7 +363,8 @@ def render(results):
             cells.append(format(scale * e[key], fmt) if key in e else "-")
         lines.append("| " + " | ".join(cells) + " |")
     peak = max(max(p.values()) for p in results["gemm_peaks"])
-    lines.append(f"\nmedians of {ARGS.rounds} alternated rounds (ratio: median of the per-round ratios); GEMM peak "
+    lines.append(f"\nmedians of {ARGS.rounds} rounds of one epoch each, the frameworks taking turns in "
+                 f"{ARGS.blocks} blocks per epoch (ratio: median of the per-round ratios); GEMM peak "
                  f"{peak:.0f} GFLOP/s (best 2048^3 float32 product in this run); {ARGS.threads} threads each; "
                  f"load average {results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after")
     if "rss_mib" in results:

@@ -110,12 +110,48 @@ def available():
 
 
 def source_of(module_path):
-    """The ``SOURCE`` string of a kernel module, read without importing it (it imports CuPy)."""
-    tree = ast.parse(Path(module_path).read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SOURCE" for t in node.targets):
-            return ast.literal_eval(node.value)
+    """The ``SOURCE`` string of a kernel module, read without importing it (it imports CuPy).
+
+    ``SOURCE`` may add up string literals and string constants of the module itself or of
+    ``_cuda.py`` beside it (``SOURCE = BLOCK_COLUMN_TOTAL + r"..."``).
+    """
+    module_path = Path(module_path)
+    constants = {}
+    for path in (module_path.with_name("_cuda.py"), module_path):
+        if path.exists():
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    try:
+                        constants[node.targets[0].id] = _string_value(node.value, constants)
+                    except ValueError:
+                        pass  # not a string constant
+    if "SOURCE" in constants:
+        return constants["SOURCE"]
     raise ValueError(f"{module_path}: no SOURCE string")
+
+
+def _string_value(node, constants):
+    """A string literal, a name of one already read, or a sum of those."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _string_value(node.left, constants) + _string_value(node.right, constants)
+    raise ValueError("not a string constant")
+
+
+DEVICE_FUNCTION = re.compile(r"__device__ (?:__forceinline__ )?[\w*& ]+?(\w+)\(")
+
+
+def _barriers(source):
+    """What a kernel body may contain that waits at a block barrier: ``__syncthreads`` itself,
+    or a call to a ``__device__`` function of the source that waits (such a kernel needs
+    threads that can pause: the coroutine launcher)."""
+    names = DEVICE_FUNCTION.findall(source)
+    pieces = DEVICE_FUNCTION.split(source)[2::2]  # the text after each device function's name
+    waiting = {name for name, body in zip(names, pieces) if "__syncthreads" in body.split('extern "C"')[0]}
+    return ["__syncthreads"] + [f"{name}(" for name in waiting]
 
 
 def _parameters(text):
@@ -140,7 +176,8 @@ class Module:
         for name, params in self.kernels.items():
             declared = ", ".join(f"{t} {n}" for t, n in params)
             passed = ", ".join(n for _, n in params)
-            launcher = "launch" if "__syncthreads" in bodies[name] else "launch_serial"
+            waits = any(barrier in bodies[name] for barrier in _barriers(source))
+            launcher = "launch" if waits else "launch_serial"
             wrappers.append(
                 f'extern "C" void run_{name}(unsigned gx, unsigned gy, unsigned bx, unsigned by, {declared}) '
                 f"{{ {launcher}({name}, gx, gy, bx, by, {passed}); }}"

@@ -56,6 +56,27 @@ MIN_CHUNK_ROWS = 256  # each of a block's 32 thread rows gets at least 8 rows of
 BLOCKS_PER_SM = 4  # enough blocks to fill the GPU (two 1024-thread blocks fit on an SM at once)
 
 
+# CUDA source both column reductions (kernels/batchnorm.py, kernels/linear.py) put in front of
+# theirs: the step every one of their 32 x 32 blocks takes once it has walked its rows.
+BLOCK_COLUMN_TOTAL = r"""
+// Each thread brings s, its partial sum of column threadIdx.x (every 32nd row of the block's
+// chunk); each gets back the column's total over the block's 32 thread rows, added in thread-row
+// order. `part` ([32][33], padded against bank conflicts) and `total` ([32]) are the block's
+// shared scratch, free again on return: ready for the next sum.
+__device__ __forceinline__ double block_column_total(double s, double (*part)[33], double* total) {
+    part[threadIdx.y][threadIdx.x] = s;
+    __syncthreads();
+    if (threadIdx.y == 0) {
+        double t = 0;
+        for (int k = 0; k < 32; ++k) t += part[k][threadIdx.x];
+        total[threadIdx.x] = t;
+    }
+    __syncthreads();
+    return total[threadIdx.x];
+}
+"""
+
+
 def column_chunks(n, c, chunks=None):
     """(grid, block, rows) for the chunked column reductions: grid = (column blocks, chunks).
 

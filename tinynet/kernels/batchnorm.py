@@ -21,9 +21,9 @@ and ``bn_grad_sums``, run over chunks of rows in parallel and ``bn_stats_merge``
 
 import cupy
 
-from ._cuda import column_chunks, contiguous, flat_grid, kernel, partial_sums, row_launch, scalar
+from ._cuda import BLOCK_COLUMN_TOTAL, column_chunks, contiguous, flat_grid, kernel, partial_sums, row_launch, scalar
 
-SOURCE = r"""
+SOURCE = BLOCK_COLUMN_TOTAL + r"""
 // Column reductions: x is (n, c), row-major. A block of 32 x 32 threads owns 32 columns and one
 // chunk of `rows` rows (blockIdx.y picks it): threadIdx.x picks the column (so a warp reads 32
 // neighbouring floats of a row), threadIdx.y strides down the chunk. With one chunk (gridDim.y
@@ -60,40 +60,29 @@ extern "C" __global__ void __launch_bounds__(1024) bn_stats(const T* x, long lon
                                     T eps, T keep, T new_mean, T new_var,
                                     T* mean, T* inv_std, T* running_mean, T* running_var, double* partial) {
     __shared__ double part[32][33];
-    __shared__ double sum_of[32];
-    const int tx = threadIdx.x, ty = threadIdx.y;
-    const long long col = (long long)blockIdx.x * 32 + tx;
+    __shared__ double total[32];
+    const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
     const long long first = (long long)blockIdx.y * rows;
     const long long last = first + rows < n ? first + rows : n;
     double s = 0;
     if (col < c)
-        for (long long r = first + ty; r < last; r += 32) s += (double)x[r * c + col];
-    part[ty][tx] = s;
-    __syncthreads();
-    if (ty == 0) {
-        double t = 0;
-        for (int k = 0; k < 32; ++k) t += part[k][tx];
-        sum_of[tx] = t;
-    }
-    __syncthreads();
-    const double mu = sum_of[tx] / (double)(last - first);  // this chunk's mean
+        for (long long r = first + threadIdx.y; r < last; r += 32) s += (double)x[r * c + col];
+    const double sum = block_column_total(s, part, total);
+    const double mu = sum / (double)(last - first);  // this chunk's mean
     double q = 0;  // second pass over the centred values: never E[x^2] - E[x]^2
     if (col < c)
-        for (long long r = first + ty; r < last; r += 32) {
+        for (long long r = first + threadIdx.y; r < last; r += 32) {
             const double d = (double)x[r * c + col] - mu;
             q += d * d;
         }
-    part[ty][tx] = q;  // every read of the first sums happened before the last barrier
-    __syncthreads();
-    if (ty == 0 && col < c) {
-        double t = 0;
-        for (int k = 0; k < 32; ++k) t += part[k][tx];
+    const double m2 = block_column_total(q, part, total);
+    if (threadIdx.y == 0 && col < c) {
         if (gridDim.y == 1) {
-            bn_stats_finish(col, (double)n, sum_of[tx], t, eps, keep, new_mean, new_var,
+            bn_stats_finish(col, (double)n, sum, m2, eps, keep, new_mean, new_var,
                             mean, inv_std, running_mean, running_var);
         } else {
-            partial[blockIdx.y * c + col] = sum_of[tx];
-            partial[(gridDim.y + blockIdx.y) * c + col] = t;
+            partial[blockIdx.y * c + col] = sum;
+            partial[(gridDim.y + blockIdx.y) * c + col] = m2;
         }
     }
 }
@@ -136,28 +125,21 @@ extern "C" __global__ void bn_normalize(const T* x, const T* mean, const T* inv_
 extern "C" __global__ void __launch_bounds__(1024) bn_grad_sums(const T* dy, const T* xhat, const T* gamma, const T* inv_std,
                                         long long n, long long c, long long rows,
                                         T* gamma_grad, T* beta_grad, T* coef, double* partial) {
-    __shared__ double part_g[32][33];
-    __shared__ double part_b[32][33];
-    const int tx = threadIdx.x, ty = threadIdx.y;
-    const long long col = (long long)blockIdx.x * 32 + tx;
+    __shared__ double part[32][33];
+    __shared__ double total[32];
+    const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
     const long long first = (long long)blockIdx.y * rows;
     const long long last = first + rows < n ? first + rows : n;
     double sg = 0, sb = 0;
     if (col < c)
-        for (long long r = first + ty; r < last; r += 32) {
+        for (long long r = first + threadIdx.y; r < last; r += 32) {
             const double g = (double)dy[r * c + col];
             sb += g;
             sg += g * (double)xhat[r * c + col];
         }
-    part_g[ty][tx] = sg;
-    part_b[ty][tx] = sb;
-    __syncthreads();
-    if (ty == 0 && col < c) {
-        double dgamma = 0, dbeta = 0;
-        for (int k = 0; k < 32; ++k) {
-            dgamma += part_g[k][tx];
-            dbeta += part_b[k][tx];
-        }
+    const double dgamma = block_column_total(sg, part, total);
+    const double dbeta = block_column_total(sb, part, total);
+    if (threadIdx.y == 0 && col < c) {
         if (gridDim.y == 1) {
             bn_grad_finish(col, n, c, dgamma, dbeta, gamma, inv_std, gamma_grad, beta_grad, coef);
         } else {

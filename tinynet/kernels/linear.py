@@ -11,27 +11,24 @@ step be captured as a CUDA graph (see :mod:`tinynet.cuda_graph`).
 import cupy
 
 from . import blas
-from ._cuda import column_chunks, contiguous, flat_grid, kernel, partial_sums
+from ._cuda import BLOCK_COLUMN_TOTAL, column_chunks, contiguous, flat_grid, kernel, partial_sums
 
-SOURCE = r"""
+SOURCE = BLOCK_COLUMN_TOTAL + r"""
 // out[j] += sum over rows of a[:, j]; a is (n, c) row-major. As in batchnorm.py: 32 x 32 threads
 // own 32 columns and one chunk of `rows` rows (blockIdx.y); one chunk adds into out itself, several
 // (a tall a, to fill the GPU) write their sums to partial (double, (chunks, c)) for column_sum_merge.
 extern "C" __global__ void __launch_bounds__(1024) column_sum_add(const T* a, long long n, long long c, long long rows,
                                                                   T* out, double* partial) {
     __shared__ double part[32][33];
-    const int tx = threadIdx.x, ty = threadIdx.y;
-    const long long col = (long long)blockIdx.x * 32 + tx;
+    __shared__ double total[32];
+    const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
     const long long first = (long long)blockIdx.y * rows;
     const long long last = first + rows < n ? first + rows : n;
     double s = 0;
     if (col < c)
-        for (long long r = first + ty; r < last; r += 32) s += (double)a[r * c + col];
-    part[ty][tx] = s;
-    __syncthreads();
-    if (ty == 0 && col < c) {
-        double t = 0;
-        for (int k = 0; k < 32; ++k) t += part[k][tx];
+        for (long long r = first + threadIdx.y; r < last; r += 32) s += (double)a[r * c + col];
+    const double t = block_column_total(s, part, total);
+    if (threadIdx.y == 0 && col < c) {
         if (gridDim.y == 1)
             out[col] += (T)t;
         else

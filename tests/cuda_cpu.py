@@ -150,8 +150,14 @@ def _barriers(source):
     threads that can pause: the coroutine launcher)."""
     names = DEVICE_FUNCTION.findall(source)
     pieces = DEVICE_FUNCTION.split(source)[2::2]  # the text after each device function's name
-    waiting = {name for name, body in zip(names, pieces) if "__syncthreads" in body.split('extern "C"')[0]}
-    return ["__syncthreads"] + [f"{name}(" for name in waiting]
+    bodies = {name: piece.split('extern "C"')[0] for name, piece in zip(names, pieces)}
+    barriers = ["__syncthreads"]
+    while True:  # a function that calls one that waits waits too
+        more = [f"{name}(" for name, body in bodies.items()
+                if f"{name}(" not in barriers and any(b in body for b in barriers)]
+        if not more:
+            return barriers
+        barriers += more
 
 
 def _parameters(text):

@@ -74,6 +74,15 @@ __device__ __forceinline__ double block_column_total(double s, double (*part)[33
     __syncthreads();
     return total[threadIdx.x];
 }
+
+// The sum of column col of a (n, c, row-major) over rows first .. last-1, the block's chunk.
+__device__ __forceinline__ double chunk_column_sum(const T* a, long long c, long long col, long long first,
+                                                   long long last, double (*part)[33], double* total) {
+    double s = 0;
+    if (col < c)
+        for (long long r = first + threadIdx.y; r < last; r += 32) s += (double)a[r * c + col];
+    return block_column_total(s, part, total);
+}
 """
 
 

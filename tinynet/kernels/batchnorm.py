@@ -64,10 +64,7 @@ extern "C" __global__ void __launch_bounds__(1024) bn_stats(const T* x, long lon
     const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
     const long long first = (long long)blockIdx.y * rows;
     const long long last = first + rows < n ? first + rows : n;
-    double s = 0;
-    if (col < c)
-        for (long long r = first + threadIdx.y; r < last; r += 32) s += (double)x[r * c + col];
-    const double sum = block_column_total(s, part, total);
+    const double sum = chunk_column_sum(x, c, col, first, last, part, total);
     const double mu = sum / (double)(last - first);  // this chunk's mean
     double q = 0;  // second pass over the centred values: never E[x^2] - E[x]^2
     if (col < c)

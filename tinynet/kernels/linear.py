@@ -24,10 +24,7 @@ extern "C" __global__ void __launch_bounds__(1024) column_sum_add(const T* a, lo
     const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
     const long long first = (long long)blockIdx.y * rows;
     const long long last = first + rows < n ? first + rows : n;
-    double s = 0;
-    if (col < c)
-        for (long long r = first + threadIdx.y; r < last; r += 32) s += (double)a[r * c + col];
-    const double t = block_column_total(s, part, total);
+    const double t = chunk_column_sum(a, c, col, first, last, part, total);
     if (threadIdx.y == 0 && col < c) {
         if (gridDim.y == 1)
             out[col] += (T)t;

@@ -27,7 +27,10 @@ class Parameter:
         Assigning a new array replaces the weight the layer reads.
     grad : ndarray
         Same shape and dtype as ``data``, zeros at start. Optimizers read it in
-        ``step()``; assigning a new array is allowed.
+        ``step()``; assigning a new array is allowed. ``zero_grad()`` zeroes it lazily
+        (see :meth:`accumulate`): read ``p.grad`` anew after it, rather than through a
+        reference kept from before, which may still show the old values (as in PyTorch,
+        whose ``zero_grad`` drops the gradient).
     """
 
     def __init__(self, data, name=None):

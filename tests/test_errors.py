@@ -180,6 +180,12 @@ CASES = [
      RuntimeError, "SoftmaxCrossEntropy", r"backward called without a forward before it"),
     ("Backward", "a per-example dloss", "loss(model(x), y); loss.backward(np.ones(8))",
      ValueError, "SoftmaxCrossEntropy", r"backward expected a scalar dloss .* got shape \(8,\)"),
+    ("Backward", "a layer's accumulate with a result that would broadcast",
+     "p = model.parameters()[0]; p.grad; p.accumulate(np.sum, x, axis=0)",
+     ValueError, r"Parameter 0\.weight\.accumulate", r"expected a result of the gradient's shape \(4, 8\), got shape \(4,\)"),
+    ("Backward", "a layer's accumulate into a zeroed gradient, of the wrong shape",
+     "p = model.parameters()[0]; p.zero_grad(); p.accumulate(np.matmul, x.T, x)",
+     ValueError, r"Parameter 0\.weight\.accumulate", r"matmul cannot write into the gradient of shape \(4, 8\)"),
     # -- the loss --------------------------------------------------------------------------
     ("Loss", "float labels", "loss(model(x), y.astype(np.float32))",
      ValueError, "SoftmaxCrossEntropy", r"expected integer class labels, got dtype float32"),

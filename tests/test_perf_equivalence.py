@@ -157,9 +157,20 @@ def test_accumulate_that_fails_leaves_the_zeros_owed(rng):
     p = tn.Parameter(np.zeros((3, 4), np.float32), "w")
     p.grad += 7
     p.zero_grad()
-    with pytest.raises(ValueError):
-        p.accumulate(np.matmul, np.ones((3, 2), np.float32), np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"Parameter w.accumulate: matmul cannot write into the gradient of shape \(3, 4\)"):
+        p.accumulate(np.matmul, np.ones((2, 3), np.float32), np.ones((3, 4), np.float32))
     assert not p.grad.any()
+
+
+def test_accumulate_refuses_what_would_broadcast_or_is_no_function():
+    p = tn.Parameter(np.zeros((3, 4), np.float32), "w")
+    p.grad += 1  # not zeroed: the adding path
+    with pytest.raises(ValueError, match=r"Parameter w.accumulate: expected a result of the gradient's shape "
+                                         r"\(3, 4\), got shape \(4,\)"):
+        p.accumulate(np.sum, np.ones((5, 4), np.float32), axis=0)
+    np.testing.assert_array_equal(p.grad, np.ones((3, 4)))  # untouched
+    with pytest.raises(TypeError, match="Parameter w.accumulate: expected a function such as numpy.matmul, got ndarray"):
+        p.accumulate(np.ones(3))
 
 
 def test_a_layer_used_twice_between_zero_grads_sums_both_gradients(rng):

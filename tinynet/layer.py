@@ -81,11 +81,25 @@ class Parameter:
         (``out=grad``): no temporary and no addition. ``operation`` must take ``out=``,
         as NumPy's and CuPy's functions do.
         """
+        if not callable(operation):
+            raise TypeError(f"{self._describe()}.accumulate: expected a function such as numpy.matmul, "
+                            f"got {type(operation).__name__}")
         if self._grad_is_zero:
-            operation(*args, **kwargs, out=self._grad)
+            try:
+                operation(*args, **kwargs, out=self._grad)
+            except ValueError as exc:  # NumPy's word for a result of another shape
+                raise ValueError(f"{self._describe()}.accumulate: {getattr(operation, '__name__', operation)} "
+                                 f"cannot write into the gradient of shape {tuple(self._grad.shape)}: {exc}") from exc
             self._grad_is_zero = False  # only now: an operation that raised leaves the zeros owed
-        else:
-            self._grad += operation(*args, **kwargs)
+            return
+        value = operation(*args, **kwargs)
+        if getattr(value, "shape", None) != self._grad.shape:  # += would broadcast a (1, C) or (C,) silently
+            raise ValueError(f"{self._describe()}.accumulate: expected a result of the gradient's shape "
+                             f"{tuple(self._grad.shape)}, got shape {tuple(getattr(value, 'shape', ()))}")
+        self._grad += value
+
+    def _describe(self):
+        return f"Parameter {self.name}" if self.name else "Parameter"
 
     def __repr__(self):
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"

@@ -17,6 +17,7 @@ What it cannot show: GPU speed, real memory-pool reuse, cuBLAS, or GPU rounding.
 
 import contextlib
 import sys
+import time
 import types
 
 import numpy as np
@@ -163,8 +164,18 @@ def _asarray(a, dtype=None, copy=False):
 
 
 class Event:
+    """Work runs at once here, so an event's time is the host clock's when it is recorded."""
+
+    def record(self, stream=None):
+        self.time = time.perf_counter()
+
     def synchronize(self):
         pass
+
+
+def get_elapsed_time(start, end):
+    """Milliseconds between two recorded events, as cupy.cuda.get_elapsed_time."""
+    return 1000 * (end.time - start.time)
 
 
 class Stream:
@@ -285,6 +296,7 @@ def _make_module():
     cuda = types.ModuleType("cupy.cuda")
     cuda.Stream, cuda.Event, cuda.Graph, cuda.MemoryPool, cuda.Device = Stream, Event, Graph, MemoryPool, _Device
     cuda.get_current_stream = lambda: Stream._current
+    cuda.get_elapsed_time = get_elapsed_time
     cuda.using_allocator = lambda allocator=None: contextlib.nullcontext()
     runtime = types.SimpleNamespace(getDevice=lambda: 0, getDeviceCount=lambda: 1, deviceSynchronize=lambda: None)
     cuda.runtime = runtime

@@ -9,6 +9,7 @@ Three kinds of test:
   fit against an eager one.
 """
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -577,3 +578,21 @@ def test_fake_gpu_a_broken_cublas_handle_falls_back_to_cupy_matmul(fake_gpu, mon
     with pytest.raises(RuntimeError, match="cuda_graph=True needs tinynet's own cuBLAS handle, but"):
         small_run(fake_gpu, cuda_graph=True)
     blas._checked.clear()
+
+
+def test_fake_gpu_profile_names_every_phase_and_groups_them(fake_gpu):
+    """benchmarks/gpu_profile.py, tinynet's half, on the fake GPU: every phase timed, groups add up."""
+    spec = importlib.util.spec_from_file_location("gpu_profile", Path(__file__).parents[1] / "benchmarks" / "gpu_profile.py")
+    profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile)
+    phases = profile.profile_tinynet(hidden=16, batch=32, steps=2, warmup=1, examples=96, features=12, classes=3)
+    assert list(phases) == [
+        "gather", "forward 0 Linear", "forward 1 BatchNorm", "forward 2 ReLU", "forward 3 Linear",
+        "forward 4 BatchNorm", "forward 5 ReLU", "forward 6 Linear", "loss forward", "zero_grad", "loss backward",
+        "backward 6 Linear", "backward 5 ReLU", "backward 4 BatchNorm", "backward 3 Linear", "backward 2 ReLU",
+        "backward 1 BatchNorm", "backward 0 Linear", "SGD step",
+    ]
+    assert all(ms >= 0 for ms in phases.values())
+    text = profile.tables({"tinynet": phases, "other": {"gather": 1.0, "forward 0": 2.0, "SGD step": 1.0}})
+    step_row = [line for line in text.splitlines() if line.startswith("| step |")][0]
+    assert step_row.endswith(f"| {sum(phases.values()):.3f} | 4.000 | {sum(phases.values()) / 4:.2f} |")

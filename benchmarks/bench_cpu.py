@@ -330,6 +330,7 @@ def main():
                 peaks[name] = max(peaks[name], value)
             print(f"  round {r + 1}: " + "   ".join(
                 f"{k} {row[k][0]:.3f} s (loss {row[k][1]:.4f})" for k in trainers) + f"   load {row['load']:.2f}")
+        print("  GEMM peak, best over the rounds: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()) + " GFLOP/s")
         flops = matmul_flops(sizes, len(x))
         entry = {"hidden": hidden, "batch": batch, "gflop_per_epoch": flops / 1e9, "rounds": rounds}
         for name in trainers:

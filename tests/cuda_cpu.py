@@ -179,10 +179,11 @@ class Module:
         self.kernels = {name: _parameters(params) for name, params in SIGNATURE.findall(source)}
         bodies = dict(zip(self.kernels, SIGNATURE.split(source)[3::3]))  # the text after each signature
         wrappers = []
+        barriers = _barriers(source)
         for name, params in self.kernels.items():
             declared = ", ".join(f"{t} {n}" for t, n in params)
             passed = ", ".join(n for _, n in params)
-            waits = any(barrier in bodies[name] for barrier in _barriers(source))
+            waits = any(barrier in bodies[name] for barrier in barriers)
             launcher = "launch" if waits else "launch_serial"
             wrappers.append(
                 f'extern "C" void run_{name}(unsigned gx, unsigned gy, unsigned bx, unsigned by, {declared}) '

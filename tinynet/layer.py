@@ -69,7 +69,7 @@ class Parameter:
     def zero_grad(self):
         """Set the gradient to zeros (a fresh array if ``data`` changed shape or kind)."""
         g, data = self._grad, self.data
-        if g is None or g.shape != data.shape or g.dtype != data.dtype or type(g) is not type(data):
+        if g is None or g.shape != data.shape or g.dtype != data.dtype or backend_name(g) != backend_name(data):
             self.grad = get_array_module(data).zeros_like(data)
         else:
             self._grad_is_zero = True
@@ -302,7 +302,7 @@ def check_input(layer, x, ndim=None, features=None, like=None):
         refuse(ValueError, f"expected input of shape (N, {features}), got shape {tuple(shape)}")
     if shape and shape[0] == 0:
         refuse(ValueError, f"got an empty batch, shape {tuple(shape)}")
-    if like is None or (type(x) is type(like) and dtype == like.dtype):
+    if like is None:
         return
     bx, bp = backend_name(x), backend_name(like)
     if bx != bp:

@@ -115,7 +115,7 @@ class Optimizer:
 
     def _check_kind(self, p, what, value):
         """Refuse state left on another backend than its parameter (model.to without optimizer.to)."""
-        if type(value) is not type(p.data) and backend_name(value) != backend_name(p.data):
+        if backend_name(value) != backend_name(p.data):
             raise TypeError(
                 f"{type(self).__name__}: the {what} of {p.name} is a {backend_name(value)} array but the "
                 f"parameter is a {backend_name(p.data)} array; call optimizer.to({backend_name(p.data)!r}) "

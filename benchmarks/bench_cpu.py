@@ -7,10 +7,9 @@ For each (hidden, batch) configuration it trains 784-hidden-hidden-10 with Batch
 0.9) on the 60000 MNIST training images. One round is one epoch of tinynet (``tinynet.fit``) and one
 epoch of PyTorch over the *same* shuffled batches, starting from the *same* weights, cut into blocks
 of the data that the two train in turns (the order alternating), so load from other processes hits
-both alike. It prints the median
-seconds per epoch, the ratio tinynet / PyTorch, the GFLOP/s of the whole training step against the
-float32 GEMM peak measured in the same run, and the peak RSS of one training run per framework, each
-in a subprocess of its own. PyTorch is optional: without it only tinynet is timed.
+both alike. It prints the median seconds per epoch, the ratio tinynet / PyTorch, the GFLOP/s of the
+whole training step against the float32 GEMM peak measured in the same run, and the peak RSS of one
+training run per framework, each in a subprocess of its own. PyTorch is optional: without it only tinynet is timed.
 """
 
 import argparse
@@ -30,7 +29,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", default="256x128,1024x1024",
                    help="comma-separated HIDDENxBATCH pairs (default 256x128,1024x1024)")
-    p.add_argument("--rounds", type=int, default=7, help="alternated epochs per framework and configuration (default 7)")
+    p.add_argument("--rounds", type=int, default=7, help="epochs per framework and configuration, each taken in turns by blocks (default 7)")
     p.add_argument("--blocks", type=int, default=3,
                    help="each round's epoch is cut into this many blocks of the data, the two frameworks taking "
                         "turns block by block (default 3)")

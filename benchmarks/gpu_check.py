@@ -239,6 +239,15 @@ def time_tinynet(x, y, hidden, batch, epochs, fused=True, cuda_graph=False):
     return history.seconds
 
 
+def torch_mlp(nn, hidden, features=784, classes=10):
+    """tinynet.mlp's network in PyTorch: [Linear(bias=False) -> BatchNorm1d -> ReLU] twice, then Linear."""
+    return nn.Sequential(
+        nn.Linear(features, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(),
+        nn.Linear(hidden, classes),
+    )
+
+
 def time_torch(x_np, y_np, hidden, batch, epochs):
     """The same model, data and batching in PyTorch, eager; seconds of each epoch."""
     import torch
@@ -246,11 +255,7 @@ def time_torch(x_np, y_np, hidden, batch, epochs):
     torch.manual_seed(0)
     device = torch.device("cuda")
     nn = torch.nn
-    model = nn.Sequential(
-        nn.Linear(784, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(),
-        nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(),
-        nn.Linear(hidden, 10),
-    ).to(device)
+    model = torch_mlp(nn, hidden).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     criterion = nn.CrossEntropyLoss()
     x, y = torch.from_numpy(x_np).to(device), torch.from_numpy(y_np).to(device)

@@ -107,15 +107,12 @@ def profile_tinynet(hidden, batch, steps, warmup=3, examples=60000, features=784
 def profile_torch(hidden, batch, steps, warmup=3, examples=60000, features=784, classes=10):
     """Per-phase medians (ms) of the same step in PyTorch, eager."""
     import torch
+    from gpu_check import torch_mlp  # benchmarks/ is on sys.path (main puts it there)
 
     device = torch.device("cuda")
     nn = torch.nn
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Linear(features, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(),
-        nn.Linear(hidden, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(),
-        nn.Linear(hidden, classes),
-    ).to(device)
+    model = torch_mlp(nn, hidden, features, classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     criterion = nn.CrossEntropyLoss()
     x = torch.rand(examples, features, device=device)
@@ -177,7 +174,7 @@ def main(argv=None):
         parser.error(f"--config: expected HIDDENxBATCH such as 4096x4096, got {args.config!r}")
     if hidden < 1 or batch < 2 or args.steps < 1:
         parser.error("--config needs hidden >= 1 and batch >= 2, --steps >= 1")
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]  # tinynet, and gpu_check beside this file
     results = {"tinynet": profile_tinynet(hidden, batch, args.steps)}
     try:
         results["PyTorch"] = profile_torch(hidden, batch, args.steps)

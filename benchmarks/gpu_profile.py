@@ -12,7 +12,13 @@ over the steps after a few warm-up steps, in milliseconds. tinynet runs its fuse
 (no CUDA graph), its layers one by one as ``Sequential`` runs them. PyTorch's backward is one call,
 so its phases are coarser; the second table puts both in the same five groups. Synthetic data:
 the timing does not depend on the values. Prints the tables and, when $OUT is set, writes them to
-$OUT/gpu-profile.md as well.
+$OUT/gpu-profile-HIDDENxBATCH.md as well.
+
+Two more views of the same steps, unmarked: ``issue vs done`` runs a row of steps without
+synchronising and reports how long Python took to issue them against how long the GPU took to
+finish them (issue close to done means the host waited, or could not launch fast enough), and
+``--kernels`` lists the GPU kernels of a few steps of each framework with their total time, from
+PyTorch's profiler (CUPTI sees every kernel of the process, CuPy's included).
 """
 
 import argparse
@@ -138,6 +144,94 @@ def profile_torch(hidden, batch, steps, warmup=3, examples=60000, features=784, 
     return marks.medians()
 
 
+def tinynet_step(hidden, batch, examples=60000, features=784, classes=10):
+    """tinynet's eager fused step as fit runs it, ``step()``, and the synchronise function."""
+    import cupy
+    import numpy as np
+
+    import tinynet as tn
+    from tinynet.train import SkipInputGradient, data_readers, whole_step
+
+    rng = np.random.default_rng(0)
+    x = cupy.asarray(rng.random((examples, features), dtype=np.float32))
+    y = cupy.asarray(rng.integers(0, classes, examples))
+    model = tn.mlp([features, hidden, hidden, classes], rng=rng).to("cupy")
+    loss = tn.SoftmaxCrossEntropy()
+    loss.known_label_range = (0, classes - 1)
+    optimizer = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    train_step = whole_step(model, loss, optimizer, SkipInputGradient(data_readers(model)))
+    order = cupy.asarray(rng.permutation(examples))
+    starts = range(0, examples - batch + 1, batch)
+
+    def step(i):
+        rows = order[starts[i % len(starts)] : starts[i % len(starts)] + batch]
+        return train_step(x[rows], y[rows])
+
+    return step, cupy.cuda.runtime.deviceSynchronize
+
+
+def torch_step(hidden, batch, examples=60000, features=784, classes=10):
+    """The same step in PyTorch, eager, as gpu_check times it."""
+    import torch
+    from gpu_check import torch_mlp
+
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = torch_mlp(torch.nn, hidden, features, classes).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    criterion = torch.nn.CrossEntropyLoss()
+    x = torch.rand(examples, features, device=device)
+    y = torch.randint(0, classes, (examples,), device=device)
+    order = torch.randperm(examples, device=device)
+    starts = range(0, examples - batch + 1, batch)
+
+    def step(i):
+        rows = order[starts[i % len(starts)] : starts[i % len(starts)] + batch]
+        optimizer.zero_grad(set_to_none=True)
+        value = criterion(model(x[rows]), y[rows])
+        value.backward()
+        optimizer.step()
+        return value.detach()
+
+    return step, torch.cuda.synchronize
+
+
+def issue_vs_done(step, synchronize, steps, warmup=3):
+    """Milliseconds per step: host time to issue ``steps`` steps, and time until the GPU finished them."""
+    import time
+
+    for i in range(warmup):
+        step(i)
+    synchronize()
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    issued = time.perf_counter()
+    synchronize()
+    done = time.perf_counter()
+    return 1e3 * (issued - start) / steps, 1e3 * (done - start) / steps
+
+
+def kernel_table(step, synchronize, steps=5, rows=25):
+    """The GPU kernels of ``steps`` steps, summed by name, from torch.profiler (markdown-ish text)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for i in range(3):
+        step(i)
+    synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for i in range(steps):
+            step(i)
+        synchronize()
+    averages = prof.key_averages()
+    for key in ("self_device_time_total", "self_cuda_time_total", "device_time_total", "cuda_time_total"):
+        try:
+            return averages.table(sort_by=key, row_limit=rows, max_name_column_width=60)
+        except Exception:  # the key's name changed between PyTorch versions
+            continue
+    return averages.table(row_limit=rows)
+
+
 def tables(results):
     """Markdown: every phase of each framework, then both side by side in the same groups."""
     lines = []
@@ -163,10 +257,24 @@ def tables(results):
     return "\n".join(lines) + "\n"
 
 
+class Report:
+    """Sections printed as they come and the file rewritten after each, so a crash keeps what was measured."""
+
+    def __init__(self, path):
+        self.path, self.text = path, ""
+
+    def add(self, section):
+        print(section, flush=True)
+        self.text += section + "\n"
+        if self.path is not None:
+            self.path.write_text(self.text)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="4096x4096", help="HIDDENxBATCH (default 4096x4096)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps after 3 warm-up steps (default 20)")
+    parser.add_argument("--kernels", action="store_true", help="also list each framework's GPU kernels (torch.profiler)")
     args = parser.parse_args(argv)
     try:
         hidden, batch = (int(v) for v in args.config.lower().split("x"))
@@ -180,11 +288,24 @@ def main(argv=None):
         results["PyTorch"] = profile_torch(hidden, batch, args.steps)
     except Exception as exc:  # no torch, or no CUDA for it: tinynet's phases alone
         print(f"PyTorch not profiled: {type(exc).__name__}: {exc}", file=sys.stderr)
-    text = (f"# GPU time per phase of one training step, (hidden, batch) = ({hidden}, {batch}), "
-            f"median of {args.steps} steps\n\n" + tables(results))
-    print(text)
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "gpu-profile.md").write_text(text)
+    report = Report(Path(os.environ["OUT"], f"gpu-profile-{hidden}x{batch}.md") if os.environ.get("OUT") else None)
+    report.add(f"# GPU time per phase of one training step, (hidden, batch) = ({hidden}, {batch}), "
+               f"median of {args.steps} steps\n\n" + tables(results))
+    steppers = {"tinynet": tinynet_step}
+    if "PyTorch" in results:
+        steppers["PyTorch"] = torch_step
+    made = {name: make(hidden, batch) for name, make in steppers.items()}
+    rows = ["## Issue vs done, ms per step over a row of unsynchronised steps", "",
+            "| framework | issued | done |", "|---|---|---|"]
+    for name, (step, synchronize) in made.items():
+        issued, done = issue_vs_done(step, synchronize, max(args.steps, 30))
+        rows.append(f"| {name} | {issued:.3f} | {done:.3f} |")
+    report.add("\n".join(rows) + "\n")
+    for name, (step, synchronize) in made.items() if args.kernels else ():
+        try:
+            report.add(f"## GPU kernels of 5 steps, {name}\n\n```\n{kernel_table(step, synchronize)}\n```\n")
+        except Exception as exc:  # no CUPTI, or a profiler API that moved
+            report.add(f"(kernel table for {name} failed: {type(exc).__name__}: {exc})\n")
     return 0
 
 

@@ -596,3 +596,17 @@ def test_fake_gpu_profile_names_every_phase_and_groups_them(fake_gpu):
     text = profile.tables({"tinynet": phases, "other": {"gather": 1.0, "forward 0": 2.0, "SGD step": 1.0}})
     step_row = [line for line in text.splitlines() if line.startswith("| step |")][0]
     assert step_row.endswith(f"| {sum(phases.values()):.3f} | 4.000 | {sum(phases.values()) / 4:.2f} |")
+
+
+def test_fake_gpu_profile_unmarked_step_trains_and_is_timed(fake_gpu):
+    """gpu_profile's unmarked tinynet step (what 'issue vs done' times) lowers the loss; done >= issued."""
+    spec = importlib.util.spec_from_file_location("gpu_profile", Path(__file__).parents[1] / "benchmarks" / "gpu_profile.py")
+    profile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile)
+    step, synchronize = profile.tinynet_step(hidden=16, batch=32, examples=96, features=12, classes=3)
+    first = float(step(0))
+    for i in range(1, 30):
+        last = float(step(i))
+    assert last < first
+    issued, done = profile.issue_vs_done(step, synchronize, steps=3, warmup=1)
+    assert 0 < issued <= done

@@ -30,8 +30,8 @@ needs_gxx = pytest.mark.skipif(not cuda_cpu.available(), reason="the CPU emulati
 def test_numpy_arrays_never_get_a_fused_kernel():
     x = np.zeros((2, 3), np.float32)
     assert all(kernels.fused(name, x) is None for name in kernels.NAMES)
-    with pytest.raises(ValueError, match="kernels.fused: unknown kernel 'relu_forward'"):
-        kernels.fused("relu_forward", x)
+    with pytest.raises(ValueError, match="kernels.fused: unknown kernel 'relu_sideways'"):
+        kernels.fused("relu_sideways", x)
     assert not kernels.capturing()
 
 
@@ -76,11 +76,18 @@ TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol
 
 @needs_gxx
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_relu_backward_kernel(compiled, rng, dtype):
-    y = np.maximum(rng.standard_normal((7, 9)), 0).astype(dtype)
-    dy = rng.standard_normal((7, 9)).astype(dtype)
+@pytest.mark.parametrize("shape", [(7, 9), (1, 3), (200, 3)])  # 600 > 4 x 32 threads: the loop goes round
+def test_relu_kernels(compiled, rng, dtype, shape):
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[0], x.flat[-1] = np.nan, -0.0  # NaN stays NaN, as in np.maximum
+    y = np.full_like(x, -7)
+    module = compiled("activations", dtype)
+    module.launch("relu_forward", (2,), (16,), x, y, x.size)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    y = np.maximum(x, 0)
+    dy = rng.standard_normal(shape).astype(dtype)
     dx = np.full_like(dy, np.nan)
-    compiled("activations", dtype).launch("relu_backward", (2,), (16,), y, dy, dx, y.size)
+    module.launch("relu_backward", (2,), (16,), y, dy, dx, y.size)
     np.testing.assert_array_equal(dx, dy * (y > 0))
 
 
@@ -134,7 +141,8 @@ def test_batchnorm_forward_kernels(compiled, rng, dtype, shape, rows):
     np.testing.assert_allclose(rm, bn.running_mean, **TOL[dtype])
     np.testing.assert_allclose(rv, bn.running_var, **TOL[dtype])
     xhat, y = np.full_like(x, np.nan), np.full_like(x, np.nan)
-    module.launch("bn_normalize", (3,), (32,), x, mean, inv_std, bn.gamma.data, bn.beta.data, xhat, y, n, c)
+    # 8 threads walk a row of 45 or 64 columns in trips of 4 x 8: more than one trip, and a ragged end
+    module.launch("bn_normalize", (3,), (8,), x, mean, inv_std, bn.gamma.data, bn.beta.data, xhat, y, n, c)
     np.testing.assert_allclose(xhat, xhat_plain, **TOL[dtype])
     np.testing.assert_allclose(y, y_plain, **TOL[dtype])
 
@@ -143,28 +151,30 @@ def test_batchnorm_forward_kernels(compiled, rng, dtype, shape, rows):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(2, 3), (37, 45), (70, 64)])
 @pytest.mark.parametrize("rows", CHUNK_ROWS)
-def test_batchnorm_backward_kernels(compiled, rng, dtype, shape, rows):
+@pytest.mark.parametrize("overwrite", [False, True])  # True: right after zero_grad, the old values never read
+def test_batchnorm_backward_kernels(compiled, rng, dtype, shape, rows, overwrite):
     n, c = shape
     x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
     bn, _, _ = plain_batchnorm(x)
     _, xhat, inv_std, _ = saved = bn.saved()
     bn.save_for_backward(*saved)
-    bn.gamma.grad[:] = 0.25  # the kernel adds into the gradients, as the plain code does
-    bn.beta.grad[:] = -0.5
+    old = (0.0, 0.0) if overwrite else (0.25, -0.5)  # without overwrite the kernel adds, as the plain code
+    bn.gamma.grad[:], bn.beta.grad[:] = old
     dx_plain = bn.backward(dy)
-    gamma_grad, beta_grad = np.full(c, 0.25, dtype), np.full(c, -0.5, dtype)
+    gamma_grad, beta_grad = (np.full(c, np.nan if overwrite else v, dtype) for v in old)
     coef, dx = np.full(3 * c, np.nan, dtype), np.full_like(dy, np.nan)
     module = compiled("batchnorm", dtype)
     grid, rows = column_launch(n, c, rows)
     partial = np.full((2 * grid[1], c), np.nan)
     module.launch("bn_grad_sums", grid, (32, 32), dy, xhat, bn.gamma.data, inv_std, n, c, rows, gamma_grad, beta_grad,
-                  coef, partial)
+                  int(overwrite), int(overwrite), coef, partial)
     if grid[1] > 1:
-        assert np.isnan(coef).all() and (beta_grad == -0.5).all()  # nothing final yet
+        assert np.isnan(coef).all()  # nothing final yet
+        np.testing.assert_array_equal(beta_grad, np.full(c, np.nan if overwrite else -0.5, dtype))
         module.launch("bn_grad_merge", (2,), (16,), partial, grid[1], n, c, bn.gamma.data, inv_std, gamma_grad,
-                      beta_grad, coef)
-    module.launch("bn_grad_x", (2,), (32,), dy, xhat, coef, dx, n, c)
+                      beta_grad, int(overwrite), int(overwrite), coef)
+    module.launch("bn_grad_x", (2,), (8,), dy, xhat, coef, dx, n, c)  # trips of 4 x 8 columns, as bn_normalize
     np.testing.assert_allclose(gamma_grad, bn.gamma.grad, **TOL[dtype])
     np.testing.assert_allclose(beta_grad, bn.beta.grad, **TOL[dtype])
     scale = np.abs(dy * bn.gamma.data * inv_std).max()  # dx is a difference of terms this large
@@ -174,23 +184,25 @@ def test_batchnorm_backward_kernels(compiled, rng, dtype, shape, rows):
 @needs_gxx
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows", CHUNK_ROWS)
-def test_column_sum_add_kernel(compiled, rng, dtype, rows):
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_column_sum_add_kernel(compiled, rng, dtype, rows, overwrite):
     a = rng.standard_normal((45, 70)).astype(dtype)
-    out = np.linspace(-1, 1, 70).astype(dtype)
-    want = out + a.sum(0)
+    out = np.full(70, np.nan, dtype) if overwrite else np.linspace(-1, 1, 70).astype(dtype)
+    want = a.sum(0) if overwrite else out + a.sum(0)
     module = compiled("linear", dtype)
     grid, rows = column_launch(45, 70, rows)
     partial = np.full((grid[1], 70), np.nan)
-    module.launch("column_sum_add", grid, (32, 32), a, 45, 70, rows, out, partial)
+    module.launch("column_sum_add", grid, (32, 32), a, 45, 70, rows, out, int(overwrite), partial)
     if grid[1] > 1:
-        module.launch("column_sum_merge", (2,), (16,), partial, grid[1], 70, out)
+        module.launch("column_sum_merge", (2,), (16,), partial, grid[1], 70, out, int(overwrite))
     np.testing.assert_allclose(out, want, **TOL[dtype])
 
 
 @needs_gxx
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 5, 1500])  # 1500 > 1024 threads: some threads take two rows
-def test_softmax_cross_entropy_kernels(compiled, rng, dtype, n):
+@pytest.mark.parametrize("blocks", [1, 3])  # 3: each block sums its rows, softmax_ce_mean adds the blocks
+def test_softmax_cross_entropy_kernels(compiled, rng, dtype, n, blocks):
     c = 10
     logits = (rng.standard_normal((n, c)) * 5).astype(dtype)
     logits[0, 3] = 80  # a large logit: the shift by the row maximum keeps exp finite
@@ -201,7 +213,13 @@ def test_softmax_cross_entropy_kernels(compiled, rng, dtype, n):
     grad_plain = crit.backward(0.5)
     module = compiled("softmax_ce", dtype)
     probs, loss = np.full_like(logits, np.nan), np.full((), np.nan, dtype)
-    module.launch("softmax_ce_forward", (1,), (1024,), logits, labels, n, c, probs, loss)
+    partial = np.full(blocks, np.nan)
+    module.launch("softmax_ce_forward", (blocks,), (1024 if blocks == 1 else 256,), logits, labels, n, c, probs, loss,
+                  partial)
+    if blocks > 1:
+        assert np.isnan(loss)  # the blocks only wrote their sums
+        np.testing.assert_allclose(partial.sum(), n * loss_plain, rtol=TOL[dtype]["rtol"])
+        module.launch("softmax_ce_mean", (1,), (1,), partial, blocks, n, loss)
     np.testing.assert_allclose(loss, loss_plain, **TOL[dtype])
     np.testing.assert_allclose(probs, probs_plain, **TOL[dtype])
     module.launch("softmax_ce_backward", (2,), (32,), probs, labels, n, c, 0.5 / n)
@@ -214,7 +232,7 @@ def test_softmax_cross_entropy_kernel_turns_a_bad_label_into_nan(compiled):
     logits = np.zeros((3, 4), np.float32)
     probs, loss = np.empty_like(logits), np.empty((), np.float32)
     compiled("softmax_ce", np.float32).launch("softmax_ce_forward", (1,), (1024,), logits,
-                                              np.array([0, 4, 1], np.int64), 3, 4, probs, loss)
+                                              np.array([0, 4, 1], np.int64), 3, 4, probs, loss, np.empty(0))
     assert np.isnan(loss)
 
 
@@ -238,14 +256,6 @@ def test_multi_tensor_sgd_kernel_is_the_plain_step_bit_for_bit(compiled, rng, mo
                       0.05, momentum, weight_decay, int(nesterov))
         for p, d in zip(params, datas):
             np.testing.assert_array_equal(d, p.data)
-
-
-@needs_gxx
-def test_multi_tensor_zero_kernel(compiled, rng):
-    grads = [rng.standard_normal(s) for s in [(4, 3), (5,), (1,)]]
-    offsets = np.concatenate([[0], np.cumsum([g.size for g in grads])]).astype(np.int64)
-    compiled("optim", np.float64).launch("zero_multi", (1,), (4,), cuda_cpu.pointer_table(grads), offsets, 3)
-    assert all((g == 0).all() for g in grads)
 
 
 # -- on a GPU: fused against plain on the same CuPy arrays -------------------------------
@@ -299,9 +309,10 @@ def test_gpu_batchnorm_fused_equals_plain(cp, rng, dtype, shape):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gpu_relu_and_softmax_cross_entropy_fused_equal_plain(cp, rng, dtype):
-    x = cp.asarray(rng.standard_normal((64, 10)).astype(dtype) * 4)
-    labels = cp.asarray(rng.integers(0, 10, 64))
+@pytest.mark.parametrize("n", [64, 5000])  # 5000: the loss summed by blocks of rows, then merged
+def test_gpu_relu_and_softmax_cross_entropy_fused_equal_plain(cp, rng, dtype, n):
+    x = cp.asarray(rng.standard_normal((n, 10)).astype(dtype) * 4)
+    labels = cp.asarray(rng.integers(0, 10, n))
 
     def run(_):
         relu, crit = tn.ReLU(), tn.SoftmaxCrossEntropy()
@@ -312,6 +323,21 @@ def test_gpu_relu_and_softmax_cross_entropy_fused_equal_plain(cp, rng, dtype):
 
     for f, p in zip(*twice(lambda: None, run)):
         close(f, p, dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_relu_fused_equals_plain_on_a_large_odd_array(cp, rng, dtype):
+    x = cp.asarray(rng.standard_normal((1001, 1003)).astype(dtype))  # more elements than 4 per thread of the grid
+    x[0, 0], x[-1, -1] = cp.nan, -0.0
+    dy = cp.asarray(rng.standard_normal((1001, 1003)).astype(dtype))
+
+    def run(_):
+        relu = tn.ReLU()
+        return relu(x), relu.backward(dy)
+
+    for f, p in zip(*twice(lambda: None, run)):
+        np.testing.assert_array_equal(tn.to_numpy(f), tn.to_numpy(p))
 
 
 @pytest.mark.gpu
@@ -368,6 +394,38 @@ def test_gpu_column_sum_of_a_tall_input_equals_the_plain_sum(cp, rng, dtype):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("batch", [64, 2500])  # 2500 rows: the column sums in chunks, then merged
+def test_gpu_fused_backward_writes_gradients_after_zero_grad_and_adds_after_that(cp, rng, batch):
+    """zero_grad only marks the gradients: the fused Linear and BatchNorm backward must write them
+    whole (garbage in the arrays never read), and add when called again without zero_grad."""
+    x = cp.asarray(rng.standard_normal((batch, 12)).astype(np.float64))
+    dy = cp.asarray(rng.standard_normal((batch, 3)).astype(np.float64))
+
+    def make():
+        model = tn.mlp([12, 16, 16, 3], rng=np.random.default_rng(0), dtype=np.float64).to("cupy")
+        for p in model.parameters():
+            p.grad[...] = np.nan  # what the arrays hold is never read after zero_grad
+            p.zero_grad()
+        return model
+
+    def run(model):
+        grads = []
+        for _ in range(2):  # the second backward adds to the first
+            model.forward(x)
+            model.backward(dy)
+            grads.append([tn.to_numpy(p.grad).copy() for p in model.parameters()])
+        return grads
+
+    fused, plain = twice(make, run)
+    for fused_step, plain_step in zip(fused, plain):
+        for f, p in zip(fused_step, plain_step):
+            assert np.isfinite(f).all()
+            close(f, p, np.float64, scale=batch)
+    for once, summed in zip(fused[0], fused[1]):
+        close(summed, 2 * once, np.float64, scale=batch)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gpu_gemm_layouts_and_accumulation(cp, rng, dtype):
     from tinynet.kernels import blas
@@ -384,7 +442,7 @@ def test_gpu_gemm_layouts_and_accumulation(cp, rng, dtype):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("momentum, nesterov, weight_decay", [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 1e-3)])
-def test_gpu_sgd_and_zero_grad_fused_equal_plain(cp, rng, momentum, nesterov, weight_decay):
+def test_gpu_sgd_fused_equal_plain(cp, rng, momentum, nesterov, weight_decay):
     shapes = [(30, 20), (20,), (7, 3)]
     start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [[cp.asarray(rng.standard_normal(s).astype(np.float32)) for s in shapes] for _ in range(3)]

@@ -98,6 +98,17 @@ class Parameter:
                              f"{tuple(self._grad.shape)}, got shape {tuple(getattr(value, 'shape', ()))}")
         self._grad += value
 
+    def grad_to_write(self):
+        """``(grad, overwrite)`` for a kernel that writes the gradient itself (tinynet/kernels).
+
+        ``grad`` is the gradient array as it is, without the zeros ``zero_grad`` owes it;
+        ``overwrite`` says whether they are owed. The caller must then either write every
+        element (``grad[...] = value``, not ``+=``) when ``overwrite`` is True, or add when it
+        is False: after this call the zeros are no longer owed.
+        """
+        overwrite, self._grad_is_zero = self._grad_is_zero, False
+        return self._grad, overwrite
+
     def _describe(self):
         return f"Parameter {self.name}" if self.name else "Parameter"
 

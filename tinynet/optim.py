@@ -30,9 +30,7 @@ class Optimizer:
         self.state = [{} for _ in params]  # per parameter, same order as params
 
     def zero_grad(self):
-        fused = kernels.fused("zero_grads", self.params[0].data)
-        if fused is not None and fused(self.params) is not NotImplemented:  # CuPy: one kernel for all
-            return
+        """Mark every gradient zero (``Parameter.zero_grad``: no pass over the arrays here)."""
         for p in self.params:
             p.zero_grad()
 

@@ -8,12 +8,12 @@ have fused versions here that do the same arithmetic in one or two kernels:
 =========================  =====================================  ==========================
 name                       plain code (reference)                 fused version
 =========================  =====================================  ==========================
-relu_backward              ``ReLU.backward``                      activations.py, 1 kernel
+relu_forward / _backward   ``ReLU.forward`` / ``.backward``       activations.py, 1 kernel each
 batchnorm_forward          ``BatchNorm.forward`` (training)       batchnorm.py, 2 kernels (3 tall)
 batchnorm_backward         ``BatchNorm.backward`` (simplified)    batchnorm.py, 2 kernels (3 tall)
 linear_forward / _backward ``Linear.forward`` / ``.backward``     linear.py, cuBLAS via blas.py
 softmax_cross_entropy(*)   ``SoftmaxCrossEntropy``                softmax_ce.py, 1 kernel each
-sgd_step, zero_grads       ``SGD.step``, ``Optimizer.zero_grad``  optim.py, 1 kernel for all
+sgd_step                   ``SGD.step``                           optim.py, 1 kernel for all
 all_finite                 fit's per-step NaN/Inf check           optim.py, 1 kernel for all
 dropout_keep               ``Dropout.forward``'s mask             dropout.py, drawn on device
 =========================  =====================================  ==========================
@@ -39,6 +39,7 @@ __all__ = ["fused", "use_fused", "fused_enabled", "capturing", "NAMES"]
 
 # name -> (module in this package, function): the one table of what is fused
 _TABLE = {
+    "relu_forward": ("activations", "relu_forward"),
     "relu_backward": ("activations", "relu_backward"),
     "batchnorm_forward": ("batchnorm", "forward"),
     "batchnorm_backward": ("batchnorm", "backward"),
@@ -47,7 +48,6 @@ _TABLE = {
     "softmax_cross_entropy": ("softmax_ce", "forward"),
     "softmax_cross_entropy_backward": ("softmax_ce", "backward"),
     "sgd_step": ("optim", "sgd_step"),
-    "zero_grads": ("optim", "zero_grads"),
     "all_finite": ("optim", "all_finite"),
     "dropout_keep": ("dropout", "keep_mask"),
 }

@@ -1,7 +1,10 @@
-"""ReLU's backward in one kernel: dx = dy * (y > 0), the mask read from the saved output.
+"""ReLU in one kernel each way: y = max(x, 0) forward, dx = dy * (y > 0) backward.
 
-Plain code (``ReLU.backward``): ``dy * (y > 0)`` is two launches and a temporary boolean
-array; here it is one pass that reads y and dy and writes dx.
+Plain code (``ReLU``): the forward is ``xp.maximum(x, 0)``, which CuPy runs about 2.5x slower
+than memory allows on a large array; the backward ``dy * (y > 0)`` is two launches and a
+temporary boolean array. Here each is one pass, and each thread keeps four loads in flight
+(elements i, i + stride, i + 2 stride, i + 3 stride of the grid-stride loop): with one load
+per thread an H200 streams at about 70 % of its memory bandwidth.
 """
 
 import cupy
@@ -9,12 +12,43 @@ import cupy
 from ._cuda import contiguous, flat_grid, kernel
 
 SOURCE = r"""
-extern "C" __global__ void relu_backward(const T* y, const T* dy, T* dx, long long n) {
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (long long)gridDim.x * blockDim.x)
-        dx[i] = dy[i] * (T)(y[i] > (T)0);  // a multiply, as the plain code: NaN in dy stays NaN
+// NaN stays NaN, as in np.maximum: x > 0 is false for NaN, so test x != x too
+__device__ __forceinline__ T relu(T x) { return (x > (T)0 || x != x) ? x : (T)0; }
+
+extern "C" __global__ void relu_forward(const T* __restrict__ x, T* __restrict__ y, long long n) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += 4 * stride) {
+        T v[4];
+        for (int k = 0; k < 4; ++k) v[k] = i + k * stride < n ? x[i + k * stride] : (T)0;  // loads first
+        for (int k = 0; k < 4; ++k)
+            if (i + k * stride < n) y[i + k * stride] = relu(v[k]);
+    }
+}
+
+extern "C" __global__ void relu_backward(const T* __restrict__ y, const T* __restrict__ dy, T* __restrict__ dx,
+                                         long long n) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += 4 * stride) {
+        T out[4], grad[4];
+        for (int k = 0; k < 4; ++k) {
+            const bool inside = i + k * stride < n;
+            out[k] = inside ? y[i + k * stride] : (T)0;
+            grad[k] = inside ? dy[i + k * stride] : (T)0;
+        }
+        for (int k = 0; k < 4; ++k)  // a multiply, as the plain code: NaN in dy stays NaN
+            if (i + k * stride < n) dx[i + k * stride] = grad[k] * (T)(out[k] > (T)0);
+    }
 }
 """
+
+
+def relu_forward(x):
+    """y = max(x, 0) for a CuPy x of any shape (NaN stays NaN, as in ``maximum``)."""
+    (x,) = contiguous(x)
+    y = cupy.empty_like(x)
+    n = x.size
+    kernel(SOURCE, x.dtype, "relu_forward")(flat_grid(-(-n // 4)), (256,), (x, y, n))
+    return y
 
 
 def relu_backward(y, dy):
@@ -24,5 +58,5 @@ def relu_backward(y, dy):
     y, dy = contiguous(y, dy.astype(y.dtype, copy=False))
     dx = cupy.empty_like(y)
     n = y.size
-    kernel(SOURCE, y.dtype, "relu_backward")(flat_grid(n), (256,), (y, dy, dx, n))
+    kernel(SOURCE, y.dtype, "relu_backward")(flat_grid(-(-n // 4)), (256,), (y, dy, dx, n))
     return dx

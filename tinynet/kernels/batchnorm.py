@@ -7,8 +7,8 @@ forward   ``bn_stats``      per column: mean, biased variance (two passes, centr
                             double), inv_std = 1/sqrt(var + eps), and both running averages
                             updated in place (running_var gets the unbiased variance)
           ``bn_normalize``  xhat = (x - mean) * inv_std and y = gamma * xhat + beta
-backward  ``bn_grad_sums``  per column: dbeta = sum(dy), dgamma = sum(dy * xhat), added into
-                            the gradients, and the three per-column coefficients of dx
+backward  ``bn_grad_sums``  per column: dbeta = sum(dy), dgamma = sum(dy * xhat), written
+                            (after zero_grad) or added into the gradients, and the three per-column coefficients of dx
           ``bn_grad_x``     dx = k1 * dy - k2 - xhat * k3, with k1 = gamma * inv_std,
                             k2 = k1 * dbeta / m, k3 = k1 * dgamma / m: the simplified form
                             (inv_std / m) * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
@@ -20,6 +20,7 @@ and ``bn_grad_sums``, run over chunks of rows in parallel and ``bn_stats_merge``
 """
 
 import cupy
+import numpy as np
 
 from ._cuda import BLOCK_COLUMN_TOTAL, column_chunks, contiguous, flat_grid, kernel, partial_sums, row_launch, scalar
 
@@ -43,12 +44,15 @@ __device__ __forceinline__ void bn_stats_finish(long long col, double n, double 
     running_var[col] = running_var[col] * keep + new_var * (T)var;  // new_var = momentum * m / (m - 1)
 }
 
-// What bn_grad_sums keeps of each column: dgamma, dbeta added in, and dx's three coefficients.
+// What bn_grad_sums keeps of each column: dgamma, dbeta written into the gradients (added, unless
+// overwrite_gamma / overwrite_beta: right after zero_grad, 0 + d as the plain code's zeros then
+// +=), and dx's three coefficients.
 __device__ __forceinline__ void bn_grad_finish(long long col, long long n, long long c,
                                                double dgamma, double dbeta, const T* gamma,
-                                               const T* inv_std, T* gamma_grad, T* beta_grad, T* coef) {
-    gamma_grad[col] += (T)dgamma;
-    beta_grad[col] += (T)dbeta;
+                                               const T* inv_std, T* gamma_grad, T* beta_grad,
+                                               int overwrite_gamma, int overwrite_beta, T* coef) {
+    gamma_grad[col] = (overwrite_gamma ? (T)0 : gamma_grad[col]) + (T)dgamma;
+    beta_grad[col] = (overwrite_beta ? (T)0 : beta_grad[col]) + (T)dbeta;
     const double k1 = (double)gamma[col] * (double)inv_std[col];
     coef[col] = (T)k1;
     coef[c + col] = (T)(k1 * dbeta / (double)n);
@@ -106,22 +110,33 @@ extern "C" __global__ void bn_stats_merge(const double* partial, long long chunk
 }
 
 // One block per row at a time (grid-stride over rows), its threads along the row.
-extern "C" __global__ void bn_normalize(const T* x, const T* mean, const T* inv_std,
-                                        const T* gamma, const T* beta, T* xhat, T* y,
+// Row-blocked: a block walks rows, its threads a row's columns, four columns per trip so that
+// four loads of x are in flight per thread (one leaves the memory bandwidth two-thirds used).
+extern "C" __global__ void bn_normalize(const T* __restrict__ x, const T* __restrict__ mean,
+                                        const T* __restrict__ inv_std, const T* __restrict__ gamma,
+                                        const T* __restrict__ beta, T* __restrict__ xhat, T* __restrict__ y,
                                         long long n, long long c) {
+    const long long step = blockDim.x;
     for (long long r = blockIdx.x; r < n; r += gridDim.x)
-        for (long long j = threadIdx.x; j < c; j += blockDim.x) {
-            const long long i = r * c + j;
-            const T h = (x[i] - mean[j]) * inv_std[j];
-            xhat[i] = h;
-            y[i] = gamma[j] * h + beta[j];
+        for (long long j0 = threadIdx.x; j0 < c; j0 += 4 * step) {
+            T v[4];
+            for (int k = 0; k < 4; ++k) v[k] = j0 + k * step < c ? x[r * c + j0 + k * step] : (T)0;
+            for (int k = 0; k < 4; ++k) {
+                const long long j = j0 + k * step;
+                if (j < c) {
+                    const T h = (v[k] - mean[j]) * inv_std[j];
+                    xhat[r * c + j] = h;
+                    y[r * c + j] = gamma[j] * h + beta[j];
+                }
+            }
         }
 }
 
 // partial: the chunks' sums of dy * xhat (rows 0 .. chunks-1), then their sums of dy.
 extern "C" __global__ void __launch_bounds__(1024) bn_grad_sums(const T* dy, const T* xhat, const T* gamma, const T* inv_std,
                                         long long n, long long c, long long rows,
-                                        T* gamma_grad, T* beta_grad, T* coef, double* partial) {
+                                        T* gamma_grad, T* beta_grad, int overwrite_gamma, int overwrite_beta,
+                                        T* coef, double* partial) {
     __shared__ double part[32][33];
     __shared__ double total[32];
     const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
@@ -138,7 +153,8 @@ extern "C" __global__ void __launch_bounds__(1024) bn_grad_sums(const T* dy, con
     const double dbeta = block_column_total(sb, part, total);
     if (threadIdx.y == 0 && col < c) {
         if (gridDim.y == 1) {
-            bn_grad_finish(col, n, c, dgamma, dbeta, gamma, inv_std, gamma_grad, beta_grad, coef);
+            bn_grad_finish(col, n, c, dgamma, dbeta, gamma, inv_std, gamma_grad, beta_grad,
+                           overwrite_gamma, overwrite_beta, coef);
         } else {
             partial[blockIdx.y * c + col] = dgamma;
             partial[(gridDim.y + blockIdx.y) * c + col] = dbeta;
@@ -149,7 +165,8 @@ extern "C" __global__ void __launch_bounds__(1024) bn_grad_sums(const T* dy, con
 // One thread per column adds the chunks' sums, in chunk order.
 extern "C" __global__ void bn_grad_merge(const double* partial, long long chunks, long long n, long long c,
                                          const T* gamma, const T* inv_std,
-                                         T* gamma_grad, T* beta_grad, T* coef) {
+                                         T* gamma_grad, T* beta_grad, int overwrite_gamma, int overwrite_beta,
+                                         T* coef) {
     for (long long col = (long long)blockIdx.x * blockDim.x + threadIdx.x; col < c;
          col += (long long)gridDim.x * blockDim.x) {
         double dgamma = 0, dbeta = 0;
@@ -157,16 +174,26 @@ extern "C" __global__ void bn_grad_merge(const double* partial, long long chunks
             dgamma += partial[k * c + col];
             dbeta += partial[(chunks + k) * c + col];
         }
-        bn_grad_finish(col, n, c, dgamma, dbeta, gamma, inv_std, gamma_grad, beta_grad, coef);
+        bn_grad_finish(col, n, c, dgamma, dbeta, gamma, inv_std, gamma_grad, beta_grad,
+                       overwrite_gamma, overwrite_beta, coef);
     }
 }
 
-extern "C" __global__ void bn_grad_x(const T* dy, const T* xhat, const T* coef, T* dx,
-                                     long long n, long long c) {
+extern "C" __global__ void bn_grad_x(const T* __restrict__ dy, const T* __restrict__ xhat,
+                                     const T* __restrict__ coef, T* __restrict__ dx, long long n, long long c) {
+    const long long step = blockDim.x;  // four columns per trip, as bn_normalize
     for (long long r = blockIdx.x; r < n; r += gridDim.x)
-        for (long long j = threadIdx.x; j < c; j += blockDim.x) {
-            const long long i = r * c + j;
-            dx[i] = coef[j] * dy[i] - coef[c + j] - xhat[i] * coef[2 * c + j];
+        for (long long j0 = threadIdx.x; j0 < c; j0 += 4 * step) {
+            T g[4], h[4];
+            for (int k = 0; k < 4; ++k) {
+                const bool inside = j0 + k * step < c;
+                g[k] = inside ? dy[r * c + j0 + k * step] : (T)0;
+                h[k] = inside ? xhat[r * c + j0 + k * step] : (T)0;
+            }
+            for (int k = 0; k < 4; ++k) {
+                const long long j = j0 + k * step;
+                if (j < c) dx[r * c + j] = coef[j] * g[k] - coef[c + j] - h[k] * coef[2 * c + j];
+            }
         }
 }
 """
@@ -214,27 +241,33 @@ def forward(layer, x):
 
 
 def backward(layer, dy, xhat, inv_std):
-    """The simplified backward with batch statistics: adds into gamma.grad, beta.grad; returns dx."""
+    """The simplified backward with batch statistics: writes or adds into gamma.grad, beta.grad
+    (written right after ``zero_grad``, see ``Parameter.grad_to_write``); returns dx."""
     (dy,) = contiguous(dy.astype(xhat.dtype, copy=False))
     n, c = dy.shape
     dtype = dy.dtype
     gamma = contiguous(layer.gamma.data)[0]
-    gg, bg = layer.gamma.grad, layer.beta.grad
+    (gamma_grad, overwrite_gamma), (beta_grad, overwrite_beta) = layer.gamma.grad_to_write(), layer.beta.grad_to_write()
+    gg, bg = gamma_grad, beta_grad
     in_place = _writable(gg, dtype) and _writable(bg, dtype) and gg.shape == bg.shape == (c,)
-    if not in_place:  # accumulate into zeros, then add the way the plain code does
-        gg, bg = cupy.zeros(c, dtype), cupy.zeros(c, dtype)
+    if not in_place:  # sums into fresh arrays, then written or added the way the plain code does
+        gg, bg = cupy.empty(c, dtype), cupy.empty(c, dtype)
+    flags = (np.int32(overwrite_gamma or not in_place), np.int32(overwrite_beta or not in_place))
     coef = cupy.empty(3 * c, dtype)
     grid, block, rows = column_chunks(n, c)
     chunks = grid[1]
     partial = partial_sums(chunks, 2, c)
-    kernel(SOURCE, dtype, "bn_grad_sums")(grid, block, (dy, xhat, gamma, inv_std, n, c, rows, gg, bg, coef, partial))
+    kernel(SOURCE, dtype, "bn_grad_sums")(grid, block, (dy, xhat, gamma, inv_std, n, c, rows, gg, bg) + flags + (coef, partial))
     if chunks > 1:
         kernel(SOURCE, dtype, "bn_grad_merge")(
-            flat_grid(c), (256,), (partial, chunks, n, c, gamma, inv_std, gg, bg, coef)
+            flat_grid(c), (256,), (partial, chunks, n, c, gamma, inv_std, gg, bg) + flags + (coef,)
         )
     if not in_place:
-        layer.gamma.grad += gg
-        layer.beta.grad += bg
+        for grad, overwrite, value in ((gamma_grad, overwrite_gamma, gg), (beta_grad, overwrite_beta, bg)):
+            if overwrite:
+                grad[...] = value
+            else:
+                grad += value
     dx = cupy.empty_like(dy)
     grid, block = row_launch(n, c)
     kernel(SOURCE, dtype, "bn_grad_x")(grid, block, (dy, xhat, coef, dx, n, c))

@@ -1,10 +1,9 @@
-"""SGD's step and zero_grad over every parameter in one launch each ("multi-tensor" kernels).
+"""SGD's step and fit's NaN/Inf check over every parameter in one launch each ("multi-tensor" kernels).
 
 The plain ``SGD.step`` costs four launches per parameter (buf *= m, buf += g, lr * g,
-p -= ...) and ``zero_grad`` one per parameter; for the MNIST MLP that is ~40 launches of
-tiny kernels per step. Here one kernel walks a flat index over all parameters: tensor t
-owns [offsets[t], offsets[t+1]), and tables of device pointers say where each one lives.
-The tables are built once per set of arrays (a host-to-device copy) and cached; a CUDA
+p -= ...); for the MNIST MLP that is ~30 launches of tiny kernels per step. Here one
+kernel walks a flat index over all parameters: tensor t owns [offsets[t], offsets[t+1]), and
+tables of device pointers say where each one lives. The tables are built once per set of arrays (a host-to-device copy) and cached; a CUDA
 graph capture reuses them and must never build one (see tinynet.cuda_graph).
 
 The kernel is compiled without fused multiply-add, so every rounding happens where the
@@ -59,15 +58,6 @@ extern "C" __global__ void nonfinite_multi(const T* const* ptrs, const long long
         if (!isfinite(ptrs[t][i - offsets[t]])) *flag = 1;
     }
 }
-
-extern "C" __global__ void zero_multi(T* const* ptrs, const long long* offsets, int count) {
-    const long long total = offsets[count];
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
-        const int t = tensor_of(i, offsets);
-        ptrs[t][i - offsets[t]] = (T)0;
-    }
-}
 """
 
 _tables = {}  # (pointers..., sizes) -> device tables; a handful of entries per model
@@ -106,19 +96,6 @@ def _groups(params):
             return None
         groups.setdefault(p.data.dtype, []).append(p)
     return groups
-
-
-def zero_grads(params):
-    """Set every ``p.grad`` to zero in one launch per dtype; NotImplemented if some grad
-    is missing or unusual (the plain ``zero_grad`` then replaces it with fresh zeros)."""
-    groups = _groups(params)
-    if groups is None or not all(_usable(p.grad, p.data) for p in params):
-        return NotImplemented
-    for dtype, group in groups.items():
-        sizes = [p.data.size for p in group]
-        (pointers,), offsets = _table([[p.grad for p in group]], sizes)
-        kernel(SOURCE, dtype, "zero_multi")(flat_grid(sum(sizes)), (256,), (pointers, offsets, np.int32(len(group))))
-    return None
 
 
 def all_finite(loss_value, params):

@@ -123,7 +123,7 @@ def test_batchnorm_forward_kernels(compiled, rng, dtype, shape, rows):
     n, c = shape
     x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
     bn, y_plain, (rm, rv) = plain_batchnorm(x)
-    _, xhat_plain, inv_std_plain, _ = bn.saved()
+    _, _, inv_std_plain, _ = bn.saved()
     module = compiled("batchnorm", dtype)
     mean, inv_std = np.full(c, np.nan, dtype), np.full(c, np.nan, dtype)
     rm, rv = rm.copy(), rv.copy()
@@ -140,10 +140,9 @@ def test_batchnorm_forward_kernels(compiled, rng, dtype, shape, rows):
     np.testing.assert_allclose(inv_std, inv_std_plain, **TOL[dtype])
     np.testing.assert_allclose(rm, bn.running_mean, **TOL[dtype])
     np.testing.assert_allclose(rv, bn.running_var, **TOL[dtype])
-    xhat, y = np.full_like(x, np.nan), np.full_like(x, np.nan)
+    y = np.full_like(x, np.nan)
     # 8 threads walk a row of 45 or 64 columns in trips of 4 x 8: more than one trip, and a ragged end
-    module.launch("bn_normalize", (3,), (8,), x, mean, inv_std, bn.gamma.data, bn.beta.data, xhat, y, n, c)
-    np.testing.assert_allclose(xhat, xhat_plain, **TOL[dtype])
+    module.launch("bn_normalize", (3,), (8,), x, mean, inv_std, bn.gamma.data, bn.beta.data, y, n, c)
     np.testing.assert_allclose(y, y_plain, **TOL[dtype])
 
 
@@ -159,6 +158,7 @@ def test_batchnorm_backward_kernels(compiled, rng, dtype, shape, rows, overwrite
     bn, _, _ = plain_batchnorm(x)
     _, xhat, inv_std, _ = saved = bn.saved()
     bn.save_for_backward(*saved)
+    mean = (x.astype(np.float64).sum(0) / n).astype(dtype)  # as bn_stats writes it; the kernels recompute xhat
     old = (0.0, 0.0) if overwrite else (0.25, -0.5)  # without overwrite the kernel adds, as the plain code
     bn.gamma.grad[:], bn.beta.grad[:] = old
     dx_plain = bn.backward(dy)
@@ -167,14 +167,14 @@ def test_batchnorm_backward_kernels(compiled, rng, dtype, shape, rows, overwrite
     module = compiled("batchnorm", dtype)
     grid, rows = column_launch(n, c, rows)
     partial = np.full((2 * grid[1], c), np.nan)
-    module.launch("bn_grad_sums", grid, (32, 32), dy, xhat, bn.gamma.data, inv_std, n, c, rows, gamma_grad, beta_grad,
+    module.launch("bn_grad_sums", grid, (32, 32), dy, x, mean, bn.gamma.data, inv_std, n, c, rows, gamma_grad, beta_grad,
                   int(overwrite), int(overwrite), coef, partial)
     if grid[1] > 1:
         assert np.isnan(coef).all()  # nothing final yet
         np.testing.assert_array_equal(beta_grad, np.full(c, np.nan if overwrite else -0.5, dtype))
         module.launch("bn_grad_merge", (2,), (16,), partial, grid[1], n, c, bn.gamma.data, inv_std, gamma_grad,
                       beta_grad, int(overwrite), int(overwrite), coef)
-    module.launch("bn_grad_x", (2,), (8,), dy, xhat, coef, dx, n, c)  # trips of 4 x 8 columns, as bn_normalize
+    module.launch("bn_grad_x", (2,), (8,), dy, x, mean, inv_std, coef, dx, n, c)  # trips of 4 x 8 columns, as bn_normalize
     np.testing.assert_allclose(gamma_grad, bn.gamma.grad, **TOL[dtype])
     np.testing.assert_allclose(beta_grad, bn.beta.grad, **TOL[dtype])
     scale = np.abs(dy * bn.gamma.data * inv_std).max()  # dx is a difference of terms this large
@@ -251,7 +251,7 @@ def test_multi_tensor_sgd_kernel_is_the_plain_step_bit_for_bit(compiled, rng, mo
         for p, g in zip(params, grads):
             p.grad = g.copy()
         plain.step()
-        module.launch("sgd_multi", (2,), (8,), cuda_cpu.pointer_table(datas), cuda_cpu.pointer_table(grads),
+        module.launch("sgd_multi", (1,), (4,), cuda_cpu.pointer_table(datas), cuda_cpu.pointer_table(grads),  # 49 elements in trips of 4 x 4: the last trip ragged
                       cuda_cpu.pointer_table(bufs if momentum else datas), offsets, len(datas),
                       0.05, momentum, weight_decay, int(nesterov))
         for p, d in zip(params, datas):
@@ -305,6 +305,23 @@ def test_gpu_batchnorm_fused_equals_plain(cp, rng, dtype, shape):
     dx_scale = float(abs(dy).max()) * 1.5 / np.sqrt(host.var(0).min() + 1e-5)
     for i, (f, p) in enumerate(zip(*twice(make, run))):
         close(f, p, dtype, scale=dx_scale if i == 1 else float(abs(p).max()))
+
+
+@pytest.mark.gpu
+def test_gpu_batchnorm_backward_takes_the_path_its_forward_took(cp, rng):
+    """The fused forward saves x and the mean, not xhat: its backward must run fused even when
+    use_fused(False) was switched on in between, and a plain forward's backward runs plain."""
+    x = cp.asarray(rng.standard_normal((64, 5)))
+    dy = cp.asarray(rng.standard_normal((64, 5)))
+    results = {}
+    for forward_fused in (True, False):
+        bn = tn.BatchNorm(5, dtype=np.float64).to("cupy")
+        with kernels.use_fused(forward_fused):
+            bn(x)
+        assert (bn._saved[0] == "fused") is forward_fused  # what forward kept for backward
+        with kernels.use_fused(not forward_fused):
+            results[forward_fused] = bn.backward(dy)
+    close(results[True], results[False], np.float64, scale=10)
 
 
 @pytest.mark.gpu

@@ -35,7 +35,7 @@ import threading
 
 from ..backend import backend_name
 
-__all__ = ["fused", "use_fused", "fused_enabled", "capturing", "NAMES"]
+__all__ = ["fused", "function", "use_fused", "fused_enabled", "capturing", "NAMES"]
 
 # name -> (module in this package, function): the one table of what is fused
 _TABLE = {
@@ -85,11 +85,19 @@ def fused(name, array):
         return None
     if array.dtype.name not in _FLOAT_KINDS:
         return None
-    function = _resolved.get(name)
-    if function is None:
+    return function(name)
+
+
+def function(name):
+    """The fused function ``name`` whatever ``use_fused`` says now: for a backward whose forward
+    ran fused and saved what only the fused backward reads (BatchNorm's x and mean)."""
+    found = _resolved.get(name)
+    if found is None:
+        if name not in _TABLE:
+            raise ValueError(f"kernels.function: unknown kernel {name!r}; expected one of {NAMES}")
         module, attr = _TABLE[name]
-        function = _resolved[name] = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
-    return function
+        found = _resolved[name] = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    return found
 
 
 def fused_enabled():

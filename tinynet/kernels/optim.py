@@ -27,23 +27,41 @@ __device__ __forceinline__ int tensor_of(long long i, const long long* offsets) 
 
 // Per element, PyTorch's rule: g = grad + wd * p; b = m * b + g; g = nesterov ? g + m * b : b;
 // p -= lr * g. A zero momentum buffer makes the first step b = g, as the plain code's copy.
+// Each thread takes four elements per trip (i, i + stride, ...) and loads all of them before it
+// writes any: four times the loads in flight of one element at a time.
 extern "C" __global__ void sgd_multi(T* const* params, T* const* grads, T* const* bufs,
                                      const long long* offsets, int count,
                                      T lr, T momentum, T weight_decay, int nesterov) {
     const long long total = offsets[count];
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
-        const int t = tensor_of(i, offsets);
-        const long long j = i - offsets[t];
-        T* p = params[t];
-        T g = grads[t][j];
-        if (weight_decay != (T)0) g = g + weight_decay * p[j];
-        if (momentum != (T)0) {
-            const T b = bufs[t][j] * momentum + g;
-            bufs[t][j] = b;
-            g = nesterov ? g + momentum * b : b;
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long i0 = (long long)blockIdx.x * blockDim.x + threadIdx.x; i0 < total; i0 += 4 * stride) {
+        T* param[4];
+        T* buf[4];
+        T p[4], g[4], b[4];
+        for (int k = 0; k < 4; ++k) {
+            const long long i = i0 + k * stride;
+            param[k] = 0;
+            if (i < total) {
+                const int t = tensor_of(i, offsets);
+                const long long j = i - offsets[t];
+                param[k] = params[t] + j;
+                buf[k] = bufs[t] + j;
+                p[k] = *param[k];
+                g[k] = grads[t][j];
+                b[k] = momentum != (T)0 ? *buf[k] : (T)0;
+            }
         }
-        p[j] = p[j] - lr * g;
+        for (int k = 0; k < 4; ++k) {
+            if (param[k] == 0) continue;
+            T step = g[k];
+            if (weight_decay != (T)0) step = step + weight_decay * p[k];
+            if (momentum != (T)0) {
+                const T next = b[k] * momentum + step;
+                *buf[k] = next;
+                step = nesterov ? step + momentum * next : next;
+            }
+            *param[k] = p[k] - lr * step;
+        }
     }
 }
 
@@ -145,7 +163,7 @@ def sgd_step(opt):
         (param_ptrs, grad_ptrs, buf_ptrs), offsets = _table(
             [[p.data for p in group], [p.grad for p in group], bufs], sizes)
         kernel(SOURCE, dtype, "sgd_multi", OPTIONS)(
-            flat_grid(sum(sizes)), (256,),
+            flat_grid(-(-sum(sizes) // 4)), (256,),
             (param_ptrs, grad_ptrs, buf_ptrs, offsets, np.int32(len(group)),
              scalar(dtype, opt.lr), scalar(dtype, opt.momentum), scalar(dtype, opt.weight_decay),
              np.int32(bool(opt.nesterov))),

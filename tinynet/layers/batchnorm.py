@@ -70,7 +70,7 @@ class BatchNorm(Layer):
                 "use a larger batch or call .eval()"
             )
         if self.gradient == "simplified" and (fused := kernels.fused("batchnorm_forward", x)) is not None:
-            return fused(self, x)  # CuPy: statistics, running averages, xhat and y in two kernels
+            return fused(self, x)  # CuPy: statistics, running averages and y in two kernels; saves x, not xhat
         xc, xhat = self._kept_arrays(x)  # (N, C) each, filled below
         mu = x.sum(axis=0) / m  # (C,) the mean; sum is one C call where mean adds Python around it
         xp.subtract(x, mu, out=xc)  # centred first: two passes, never E[x^2] - E[x]^2
@@ -88,10 +88,13 @@ class BatchNorm(Layer):
         return y
 
     def backward(self, dy):
-        batch_stats, xhat, inv_std, xc = self.saved()
+        batch_stats, *kept = self.saved()
+        if batch_stats == "fused":  # CuPy: the forward's kernels kept x and its mean; xhat is recomputed
+            x, mean, inv_std = kept
+            check_grad(self, dy, x.shape)
+            return kernels.function("batchnorm_backward")(self, dy, x, mean, inv_std)  # the same formula
+        xhat, inv_std, xc = kept
         check_grad(self, dy, xhat.shape)
-        if batch_stats and self.gradient == "simplified" and (fused := kernels.fused("batchnorm_backward", dy)) is not None:
-            return fused(self, dy, xhat, inv_std)  # CuPy: the same formula in two kernels
         xp, gamma = get_array_module(dy), self.gamma.data
         dgamma = xp.einsum("nc,nc->c", dy, xhat)  # (C,) sum of dy * xhat, with no (N, C) temporary
         dbeta = dy.sum(axis=0)  # (C,)

@@ -40,6 +40,7 @@ inline void __syncthreads() { swapcontext(&contexts[running], &scheduler); }
 #define __launch_bounds__(...)
 #define __device__
 #define __forceinline__ inline
+#define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static
 """
 

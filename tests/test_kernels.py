@@ -74,20 +74,31 @@ DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
 
+def aligned_copy(a, alignment=64):
+    """A copy of ``a`` whose data starts at a multiple of ``alignment`` bytes (as CuPy's allocations)."""
+    raw = np.empty(a.nbytes + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    out = raw[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 @needs_gxx
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(7, 9), (1, 3), (200, 3)])  # 600 > 4 x 32 threads: the loop goes round
-def test_relu_kernels(compiled, rng, dtype, shape):
+@pytest.mark.parametrize("vector", [False, True])  # True: the *_vec kernels, four elements per load
+def test_relu_kernels(compiled, rng, dtype, shape, vector):
+    if vector:
+        shape = (shape[0], 4 * shape[1])  # a size divisible by 4
     x = rng.standard_normal(shape).astype(dtype)
     x.flat[0], x.flat[-1] = np.nan, -0.0  # NaN stays NaN, as in np.maximum
-    y = np.full_like(x, -7)
+    x, y, dy, dx = (aligned_copy(a) for a in (x, np.full_like(x, -7), rng.standard_normal(shape).astype(dtype),
+                                               np.full_like(x, np.nan)))
     module = compiled("activations", dtype)
-    module.launch("relu_forward", (2,), (16,), x, y, x.size)
+    suffix, count = ("_vec", x.size // 4) if vector else ("", x.size)
+    module.launch("relu_forward" + suffix, (2,), (16,), x, y, count)
     np.testing.assert_array_equal(y, np.maximum(x, 0))
-    y = np.maximum(x, 0)
-    dy = rng.standard_normal(shape).astype(dtype)
-    dx = np.full_like(dy, np.nan)
-    module.launch("relu_backward", (2,), (16,), y, dy, dx, y.size)
+    module.launch("relu_backward" + suffix, (2,), (16,), y, dy, dx, count)
     np.testing.assert_array_equal(dx, dy * (y > 0))
 
 
@@ -344,10 +355,14 @@ def test_gpu_relu_and_softmax_cross_entropy_fused_equal_plain(cp, rng, dtype, n)
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gpu_relu_fused_equals_plain_on_a_large_odd_array(cp, rng, dtype):
-    x = cp.asarray(rng.standard_normal((1001, 1003)).astype(dtype))  # more elements than 4 per thread of the grid
+@pytest.mark.parametrize("shape, offset", [((1001, 1003), 0), ((1000, 1004), 0), ((1000, 1004), 1)])
+def test_gpu_relu_fused_equals_plain_on_large_arrays(cp, rng, dtype, shape, offset):
+    """More elements than four per thread of the grid; an odd size and a view one element off
+    the allocation's start take the scalar kernels, the rest the four-at-a-time ones."""
+    size = shape[0] * shape[1]
+    x = cp.asarray(rng.standard_normal(size + offset).astype(dtype))[offset:].reshape(shape)
     x[0, 0], x[-1, -1] = cp.nan, -0.0
-    dy = cp.asarray(rng.standard_normal((1001, 1003)).astype(dtype))
+    dy = cp.asarray(rng.standard_normal(size + offset).astype(dtype))[offset:].reshape(shape)
 
     def run(_):
         relu = tn.ReLU()

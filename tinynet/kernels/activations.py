@@ -2,9 +2,12 @@
 
 Plain code (``ReLU``): the forward is ``xp.maximum(x, 0)``, which CuPy runs about 2.5x slower
 than memory allows on a large array; the backward ``dy * (y > 0)`` is two launches and a
-temporary boolean array. Here each is one pass, and each thread keeps four loads in flight
-(elements i, i + stride, i + 2 stride, i + 3 stride of the grid-stride loop): with one load
-per thread an H200 streams at about 70 % of its memory bandwidth.
+temporary boolean array. Here each is one pass, and each thread keeps four elements in flight:
+with one 4-byte load per thread an H200 streams at about 70 % of its memory bandwidth. Where
+every array allows it (a size divisible by 4, addresses aligned to four elements, as CuPy's
+own allocations are) the ``*_vec`` kernels move the four in one load or store each; else the
+scalar kernels take elements i, i + stride, i + 2 stride, i + 3 stride, loading all before
+storing any.
 """
 
 import cupy
@@ -14,6 +17,29 @@ from ._cuda import contiguous, flat_grid, kernel
 SOURCE = r"""
 // NaN stays NaN, as in np.maximum: x > 0 is false for NaN, so test x != x too
 __device__ __forceinline__ T relu(T x) { return (x > (T)0 || x != x) ? x : (T)0; }
+
+// Four neighbouring elements, moved by one 16-byte (float) or 32-byte (double) load or store.
+struct __align__(4 * sizeof(T)) Four { T v[4]; };
+
+extern "C" __global__ void relu_forward_vec(const Four* __restrict__ x, Four* __restrict__ y, long long quads) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < quads;
+         i += (long long)gridDim.x * blockDim.x) {
+        Four a = x[i];
+        for (int k = 0; k < 4; ++k) a.v[k] = relu(a.v[k]);
+        y[i] = a;
+    }
+}
+
+extern "C" __global__ void relu_backward_vec(const Four* __restrict__ y, const Four* __restrict__ dy,
+                                             Four* __restrict__ dx, long long quads) {
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < quads;
+         i += (long long)gridDim.x * blockDim.x) {
+        const Four out = y[i];
+        Four grad = dy[i];
+        for (int k = 0; k < 4; ++k) grad.v[k] = grad.v[k] * (T)(out.v[k] > (T)0);
+        dx[i] = grad;
+    }
+}
 
 extern "C" __global__ void relu_forward(const T* __restrict__ x, T* __restrict__ y, long long n) {
     const long long stride = (long long)gridDim.x * blockDim.x;
@@ -42,12 +68,25 @@ extern "C" __global__ void relu_backward(const T* __restrict__ y, const T* __res
 """
 
 
+def _in_fours(*arrays):
+    """True if the ``*_vec`` kernels may take these arrays four elements at a time."""
+    width = 4 * arrays[0].itemsize
+    return arrays[0].size % 4 == 0 and all(a.data.ptr % width == 0 for a in arrays)
+
+
+def _launch(name, n, *arrays):
+    """The vector kernel where the arrays allow it, else the scalar one; four elements a thread."""
+    if _in_fours(*arrays):
+        kernel(SOURCE, arrays[0].dtype, f"{name}_vec")(flat_grid(n // 4), (256,), (*arrays, n // 4))
+    else:
+        kernel(SOURCE, arrays[0].dtype, name)(flat_grid(-(-n // 4)), (256,), (*arrays, n))
+
+
 def relu_forward(x):
     """y = max(x, 0) for a CuPy x of any shape (NaN stays NaN, as in ``maximum``)."""
     (x,) = contiguous(x)
     y = cupy.empty_like(x)
-    n = x.size
-    kernel(SOURCE, x.dtype, "relu_forward")(flat_grid(-(-n // 4)), (256,), (x, y, n))
+    _launch("relu_forward", x.size, x, y)
     return y
 
 
@@ -57,6 +96,5 @@ def relu_backward(y, dy):
         raise ValueError(f"ReLU.backward: expected dy of the output's shape {tuple(y.shape)}, got {tuple(dy.shape)}")
     y, dy = contiguous(y, dy.astype(y.dtype, copy=False))
     dx = cupy.empty_like(y)
-    n = y.size
-    kernel(SOURCE, y.dtype, "relu_backward")(flat_grid(-(-n // 4)), (256,), (y, dy, dx, n))
+    _launch("relu_backward", y.size, y, dy, dx)
     return dx

@@ -113,7 +113,7 @@ def dags(draw):
     return inputs, nodes
 
 
-def reference_forward(spec, xs, params, eps=1e-5, on_relu_input=None):
+def reference_forward(spec, xs, params, eps=1e-5, on_relu_input=None, on_batchnorm_input=None):
     """The same model in plain NumPy, from the formulas (no tinynet code)."""
     inputs, nodes = spec
     values = list(xs)
@@ -135,6 +135,8 @@ def reference_forward(spec, xs, params, eps=1e-5, on_relu_input=None):
             e = np.exp(h[0] - h[0].max(axis=1, keepdims=True))
             out = e / e.sum(axis=1, keepdims=True)
         elif op == "batchnorm":
+            if on_batchnorm_input is not None:
+                on_batchnorm_input(h[0])
             mean, var = h[0].mean(axis=0), h[0].var(axis=0)
             out = params[f"{i}.gamma"] * (h[0] - mean) / np.sqrt(var + eps) + params[f"{i}.beta"]
             m = len(h[0])
@@ -189,9 +191,13 @@ def test_random_dag_matches_plain_numpy(spec, seed, n, width):
     xs = [rng.standard_normal((n, width)) for _ in range(spec[0])]
     plain = {name: p.data.copy() for name, p in params.items()}
 
-    closest = [np.inf]
-    expected, stats = reference_forward(spec, xs, plain, on_relu_input=lambda h: closest.append(np.abs(h).min()))
+    closest, spread = [np.inf], [np.inf]
+    expected, stats = reference_forward(spec, xs, plain, on_relu_input=lambda h: closest.append(np.abs(h).min()),
+                                        on_batchnorm_input=lambda h: spread.append(h.std(axis=0).min()))
     assume(min(closest) > 1e-3)  # central differences across a ReLU kink are meaningless
+    # nor where a BatchNorm column barely varies: its output bends on the scale of that spread, and
+    # the differences' error grows as (step / spread) ** 2 (a spread of 1.5e-4 gave 2e-5, seed 6495650)
+    assume(min(spread) > 1e-2)
 
     out = graph(*xs)
     np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-12)

@@ -17,7 +17,8 @@ ROW_THREADS = 256  # threads along a row in the row-blocked elementwise kernels
 
 @functools.lru_cache(maxsize=None)
 def _module(source, dtype_name, options):
-    return cupy.RawModule(code=f"typedef {C_TYPES[dtype_name]} T;\n{source}", options=options)
+    # C++17 named: the kernels use structured bindings, whatever NVRTC's default dialect is
+    return cupy.RawModule(code=f"typedef {C_TYPES[dtype_name]} T;\n{source}", options=("--std=c++17", *options))
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,6 +74,14 @@ __device__ __forceinline__ double block_column_total(double s, double (*part)[33
     }
     __syncthreads();
     return total[threadIdx.x];
+}
+
+// Where a 32 x 32 block of a column reduction works: column col (threadIdx.x's, of the block's 32)
+// over rows first .. last-1 (blockIdx.y's chunk of `rows` rows; the last chunk may be shorter).
+struct ColumnBlock { long long col, first, last; };
+__device__ __forceinline__ ColumnBlock column_block(long long n, long long rows) {
+    const long long first = (long long)blockIdx.y * rows;
+    return {(long long)blockIdx.x * 32 + threadIdx.x, first, first + rows < n ? first + rows : n};
 }
 
 // The sum of column col of a (n, c, row-major) over rows first .. last-1, the block's chunk.

@@ -73,11 +73,8 @@ __device__ __forceinline__ void bn_grad_finish(long long col, long long n, long 
 extern "C" __global__ void __launch_bounds__(1024) bn_stats(const T* x, long long n, long long c, long long rows,
                                     T eps, T keep, T new_mean, T new_var,
                                     T* mean, T* inv_std, T* running_mean, T* running_var, double* partial) {
-    __shared__ double part[32][33];
-    __shared__ double total[32];
-    const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
-    const long long first = (long long)blockIdx.y * rows;
-    const long long last = first + rows < n ? first + rows : n;
+    __shared__ double part[32][33], total[32];  // block_column_total's scratch
+    const auto [col, first, last] = column_block(n, rows);
     const double sum = chunk_column_sum(x, c, col, first, last, part, total);
     const double mu = sum / (double)(last - first);  // this chunk's mean
     double q = 0;  // second pass over the centred values: never E[x^2] - E[x]^2
@@ -143,11 +140,8 @@ extern "C" __global__ void __launch_bounds__(1024) bn_grad_sums(const T* dy, con
                                         long long n, long long c, long long rows,
                                         T* gamma_grad, T* beta_grad, int overwrite_gamma, int overwrite_beta,
                                         T* coef, double* partial) {
-    __shared__ double part[32][33];
-    __shared__ double total[32];
-    const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
-    const long long first = (long long)blockIdx.y * rows;
-    const long long last = first + rows < n ? first + rows : n;
+    __shared__ double part[32][33], total[32];  // block_column_total's scratch
+    const auto [col, first, last] = column_block(n, rows);
     double sg = 0, sb = 0;
     if (col < c) {
         const T mu = mean[col], scale = inv_std[col];

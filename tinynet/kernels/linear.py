@@ -21,11 +21,8 @@ SOURCE = BLOCK_COLUMN_TOTAL + r"""
 // (a tall a, to fill the GPU) write their sums to partial (double, (chunks, c)) for column_sum_merge.
 extern "C" __global__ void __launch_bounds__(1024) column_sum_add(const T* a, long long n, long long c, long long rows,
                                                                   T* out, int overwrite, double* partial) {
-    __shared__ double part[32][33];
-    __shared__ double total[32];
-    const long long col = (long long)blockIdx.x * 32 + threadIdx.x;
-    const long long first = (long long)blockIdx.y * rows;
-    const long long last = first + rows < n ? first + rows : n;
+    __shared__ double part[32][33], total[32];  // block_column_total's scratch
+    const auto [col, first, last] = column_block(n, rows);
     const double t = chunk_column_sum(a, c, col, first, last, part, total);
     if (threadIdx.y == 0 && col < c) {
         if (gridDim.y == 1)

@@ -155,6 +155,10 @@ def test_batchnorm_forward_kernels(compiled, rng, dtype, shape, rows):
     # 8 threads walk a row of 45 or 64 columns in trips of 4 x 8: more than one trip, and a ragged end
     module.launch("bn_normalize", (3,), (8,), x, mean, inv_std, bn.gamma.data, bn.beta.data, y, n, c)
     np.testing.assert_allclose(y, y_plain, **TOL[dtype])
+    if c % 4 == 0:  # the four-columns-at-a-time kernel, on aligned arrays, gives the same y
+        arrays = [aligned_copy(a) for a in (x, mean, inv_std, bn.gamma.data, bn.beta.data, np.full_like(x, np.nan))]
+        module.launch("bn_normalize_vec", (3,), (4,), *arrays, n, c // 4)  # 4 threads: 4 trips over 16 quads
+        np.testing.assert_array_equal(arrays[-1], y)
 
 
 @needs_gxx
@@ -186,6 +190,10 @@ def test_batchnorm_backward_kernels(compiled, rng, dtype, shape, rows, overwrite
         module.launch("bn_grad_merge", (2,), (16,), partial, grid[1], n, c, bn.gamma.data, inv_std, gamma_grad,
                       beta_grad, int(overwrite), int(overwrite), coef)
     module.launch("bn_grad_x", (2,), (8,), dy, x, mean, inv_std, coef, dx, n, c)  # trips of 4 x 8 columns, as bn_normalize
+    if c % 4 == 0:  # the four-columns-at-a-time kernel gives the same dx
+        arrays = [aligned_copy(a) for a in (dy, x, mean, inv_std, coef, np.full_like(dy, np.nan))]
+        module.launch("bn_grad_x_vec", (2,), (4,), *arrays, n, c // 4)
+        np.testing.assert_array_equal(arrays[-1], dx)
     np.testing.assert_allclose(gamma_grad, bn.gamma.grad, **TOL[dtype])
     np.testing.assert_allclose(beta_grad, bn.beta.grad, **TOL[dtype])
     scale = np.abs(dy * bn.gamma.data * inv_std).max()  # dx is a difference of terms this large

@@ -57,6 +57,22 @@ MIN_CHUNK_ROWS = 256  # each of a block's 32 thread rows gets at least 8 rows of
 BLOCKS_PER_SM = 4  # enough blocks to fill the GPU (two 1024-thread blocks fit on an SM at once)
 
 
+# CUDA source of the kernels that move four neighbouring elements per load or store (16 bytes of
+# float, 32 of double): where every array allows it, one wide access instead of four.
+FOUR = r"""
+struct __align__(4 * sizeof(T)) Four { T v[4]; };
+"""
+
+
+def in_fours(*arrays, size=None):
+    """True if the ``*_vec`` kernels may read these CuPy arrays four elements at a time: ``size``
+    (default the first array's) divisible by 4 and every array aligned to four elements, as
+    CuPy's own allocations are (a view may start anywhere)."""
+    width = 4 * arrays[0].itemsize
+    size = arrays[0].size if size is None else size
+    return size % 4 == 0 and all(a.data.ptr % width == 0 for a in arrays)
+
+
 # CUDA source both column reductions (kernels/batchnorm.py, kernels/linear.py) put in front of
 # theirs: the step every one of their 32 x 32 blocks takes once it has walked its rows.
 BLOCK_COLUMN_TOTAL = r"""

@@ -12,14 +12,11 @@ storing any.
 
 import cupy
 
-from ._cuda import contiguous, flat_grid, kernel
+from ._cuda import FOUR, contiguous, flat_grid, in_fours, kernel
 
-SOURCE = r"""
+SOURCE = FOUR + r"""
 // NaN stays NaN, as in np.maximum: x > 0 is false for NaN, so test x != x too
 __device__ __forceinline__ T relu(T x) { return (x > (T)0 || x != x) ? x : (T)0; }
-
-// Four neighbouring elements, moved by one 16-byte (float) or 32-byte (double) load or store.
-struct __align__(4 * sizeof(T)) Four { T v[4]; };
 
 extern "C" __global__ void relu_forward_vec(const Four* __restrict__ x, Four* __restrict__ y, long long quads) {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < quads;
@@ -68,15 +65,9 @@ extern "C" __global__ void relu_backward(const T* __restrict__ y, const T* __res
 """
 
 
-def _in_fours(*arrays):
-    """True if the ``*_vec`` kernels may take these arrays four elements at a time."""
-    width = 4 * arrays[0].itemsize
-    return arrays[0].size % 4 == 0 and all(a.data.ptr % width == 0 for a in arrays)
-
-
 def _launch(name, n, *arrays):
     """The vector kernel where the arrays allow it, else the scalar one; four elements a thread."""
-    if _in_fours(*arrays):
+    if in_fours(*arrays):
         kernel(SOURCE, arrays[0].dtype, f"{name}_vec")(flat_grid(n // 4), (256,), (*arrays, n // 4))
     else:
         kernel(SOURCE, arrays[0].dtype, name)(flat_grid(-(-n // 4)), (256,), (*arrays, n))

@@ -5,8 +5,8 @@ during stream capture is currently unsupported": its binding calls ``cublasSetSt
 every call, and that call refuses). cuBLAS itself captures fine, so this module opens
 the same ``libcublas`` that CuPy loaded, creates a handle of its own, binds it to a stream
 *before* any capture starts and calls ``cublasSgemm_v2`` / ``cublasDgemm_v2`` directly.
-It also lets the weight gradient be accumulated inside the GEMM (beta = 1) instead of a
-product followed by an addition.
+It also lets the GEMM write the weight gradient itself: beta = 0 right after ``zero_grad``,
+beta = 1 to add to it, instead of a product followed by an addition.
 
 Row-major ``C = A @ B`` is, read as column-major memory, ``C^T = B^T @ A^T``: cuBLAS gets
 B first. A C-contiguous operand is passed as is ("N"), an F-contiguous one (a transposed

@@ -153,6 +153,22 @@ def test_accumulate_writes_into_a_zeroed_gradient_and_adds_otherwise(rng):
     np.testing.assert_allclose(p.grad, 2 * (a @ b), rtol=1e-6)
 
 
+def test_grad_to_write_says_whether_zeros_are_owed_and_settles_them(rng):
+    """What a fused kernel asks before it writes a gradient: the array as it is, and whether to
+    overwrite it (zeros owed after zero_grad) or add; either way the zeros are no longer owed."""
+    p = tn.Parameter(np.zeros((3, 4), np.float32), "w")
+    p.grad += 7
+    stale = p.grad
+    p.zero_grad()
+    grad, overwrite = p.grad_to_write()
+    assert grad is stale and overwrite
+    np.testing.assert_array_equal(grad, np.full((3, 4), 7))  # not filled: the caller writes every element
+    grad[...] = 2  # the kernel's write
+    np.testing.assert_array_equal(p.grad, np.full((3, 4), 2))  # reading no longer fills zeros
+    grad, overwrite = p.grad_to_write()
+    assert grad is stale and not overwrite  # nothing owed: the caller adds
+
+
 def test_accumulate_that_fails_leaves_the_zeros_owed(rng):
     p = tn.Parameter(np.zeros((3, 4), np.float32), "w")
     p.grad += 7

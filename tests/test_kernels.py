@@ -35,6 +35,11 @@ def test_numpy_arrays_never_get_a_fused_kernel():
     assert not kernels.capturing()
 
 
+def test_kernels_function_refuses_an_unknown_name():
+    with pytest.raises(ValueError, match="kernels.function: unknown kernel 'relu_sideways'; expected one of"):
+        kernels.function("relu_sideways")
+
+
 def test_use_fused_switches_off_and_restores():
     assert kernels.fused_enabled()
     with kernels.use_fused(False):

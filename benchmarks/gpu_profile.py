@@ -68,8 +68,9 @@ def group_of(phase):
     return {"SGD step": "optimizer"}.get(phase, phase)
 
 
-def profile_tinynet(hidden, batch, steps, warmup=3, examples=60000, features=784, classes=10):
-    """Per-phase medians (ms) of tinynet's eager fused training step on CuPy."""
+def tinynet_setup(hidden, examples, features, classes):
+    """Synthetic data on the GPU and the MLP, loss and SGD, as fit sets them up:
+    ``(rng, x, y, model, loss, optimizer, skip_data_gradient)``."""
     import cupy
     import numpy as np
 
@@ -80,11 +81,32 @@ def profile_tinynet(hidden, batch, steps, warmup=3, examples=60000, features=784
     x = cupy.asarray(rng.random((examples, features), dtype=np.float32))
     y = cupy.asarray(rng.integers(0, classes, examples))
     model = tn.mlp([features, hidden, hidden, classes], rng=rng).to("cupy")
-    layers = [node.layer for node in model.nodes]  # a chain: each layer's output is the next one's input
     loss = tn.SoftmaxCrossEntropy()
     loss.known_label_range = (0, classes - 1)  # as fit does: no read of the labels per step
     optimizer = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    skip_data_gradient = SkipInputGradient(data_readers(model))
+    return rng, x, y, model, loss, optimizer, SkipInputGradient(data_readers(model))
+
+
+def torch_setup(hidden, examples, features, classes):
+    """The same in PyTorch: ``(x, y, model, criterion, optimizer)`` on the GPU."""
+    import torch
+    from gpu_check import torch_mlp  # benchmarks/ is on sys.path (main puts it there)
+
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    model = torch_mlp(torch.nn, hidden, features, classes).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x = torch.rand(examples, features, device=device)
+    y = torch.randint(0, classes, (examples,), device=device)
+    return x, y, model, torch.nn.CrossEntropyLoss(), optimizer
+
+
+def profile_tinynet(hidden, batch, steps, warmup=3, examples=60000, features=784, classes=10):
+    """Per-phase medians (ms) of tinynet's eager fused training step on CuPy."""
+    import cupy
+
+    rng, x, y, model, loss, optimizer, skip_data_gradient = tinynet_setup(hidden, examples, features, classes)
+    layers = [node.layer for node in model.nodes]  # a chain: each layer's output is the next one's input
     marks = Marks(cupy.cuda.Event, cupy.cuda.get_elapsed_time, cupy.cuda.runtime.deviceSynchronize)
     for step in range(warmup + steps):
         rows = cupy.asarray(rng.permutation(examples)[:batch])
@@ -113,16 +135,9 @@ def profile_tinynet(hidden, batch, steps, warmup=3, examples=60000, features=784
 def profile_torch(hidden, batch, steps, warmup=3, examples=60000, features=784, classes=10):
     """Per-phase medians (ms) of the same step in PyTorch, eager."""
     import torch
-    from gpu_check import torch_mlp  # benchmarks/ is on sys.path (main puts it there)
 
-    device = torch.device("cuda")
-    nn = torch.nn
-    torch.manual_seed(0)
-    model = torch_mlp(nn, hidden, features, classes).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    criterion = nn.CrossEntropyLoss()
-    x = torch.rand(examples, features, device=device)
-    y = torch.randint(0, classes, (examples,), device=device)
+    x, y, model, criterion, optimizer = torch_setup(hidden, examples, features, classes)
+    device = x.device
     marks = Marks(lambda: torch.cuda.Event(enable_timing=True), lambda a, b: a.elapsed_time(b), torch.cuda.synchronize)
     for step in range(warmup + steps):
         rows = torch.randperm(examples, device=device)[:batch]
@@ -147,19 +162,11 @@ def profile_torch(hidden, batch, steps, warmup=3, examples=60000, features=784, 
 def tinynet_step(hidden, batch, examples=60000, features=784, classes=10):
     """tinynet's eager fused step as fit runs it, ``step()``, and the synchronise function."""
     import cupy
-    import numpy as np
 
-    import tinynet as tn
-    from tinynet.train import SkipInputGradient, data_readers, whole_step
+    from tinynet.train import whole_step
 
-    rng = np.random.default_rng(0)
-    x = cupy.asarray(rng.random((examples, features), dtype=np.float32))
-    y = cupy.asarray(rng.integers(0, classes, examples))
-    model = tn.mlp([features, hidden, hidden, classes], rng=rng).to("cupy")
-    loss = tn.SoftmaxCrossEntropy()
-    loss.known_label_range = (0, classes - 1)
-    optimizer = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    train_step = whole_step(model, loss, optimizer, SkipInputGradient(data_readers(model)))
+    rng, x, y, model, loss, optimizer, skip_data_gradient = tinynet_setup(hidden, examples, features, classes)
+    train_step = whole_step(model, loss, optimizer, skip_data_gradient)
     order = cupy.asarray(rng.permutation(examples))
     starts = range(0, examples - batch + 1, batch)
 
@@ -173,16 +180,9 @@ def tinynet_step(hidden, batch, examples=60000, features=784, classes=10):
 def torch_step(hidden, batch, examples=60000, features=784, classes=10):
     """The same step in PyTorch, eager, as gpu_check times it."""
     import torch
-    from gpu_check import torch_mlp
 
-    device = torch.device("cuda")
-    torch.manual_seed(0)
-    model = torch_mlp(torch.nn, hidden, features, classes).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    criterion = torch.nn.CrossEntropyLoss()
-    x = torch.rand(examples, features, device=device)
-    y = torch.randint(0, classes, (examples,), device=device)
-    order = torch.randperm(examples, device=device)
+    x, y, model, criterion, optimizer = torch_setup(hidden, examples, features, classes)
+    order = torch.randperm(examples, device=x.device)
     starts = range(0, examples - batch + 1, batch)
 
     def step(i):

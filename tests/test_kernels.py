@@ -440,15 +440,19 @@ def test_gpu_column_sum_of_a_tall_input_equals_the_plain_sum(cp, rng, dtype):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("batch", [64, 2500])  # 2500 rows: the column sums in chunks, then merged
-def test_gpu_fused_backward_writes_gradients_after_zero_grad_and_adds_after_that(cp, rng, batch):
+@pytest.mark.parametrize("strided", [False, True])  # True: gradients the kernels cannot write in place
+def test_gpu_fused_backward_writes_gradients_after_zero_grad_and_adds_after_that(cp, rng, batch, strided):
     """zero_grad only marks the gradients: the fused Linear and BatchNorm backward must write them
-    whole (garbage in the arrays never read), and add when called again without zero_grad."""
+    whole (garbage in the arrays never read), and add when called again without zero_grad; also
+    where a gradient is a strided view, which they fill through a temporary (write_or_add)."""
     x = cp.asarray(rng.standard_normal((batch, 12)).astype(np.float64))
     dy = cp.asarray(rng.standard_normal((batch, 3)).astype(np.float64))
 
     def make():
         model = tn.mlp([12, 16, 16, 3], rng=np.random.default_rng(0), dtype=np.float64).to("cupy")
         for p in model.parameters():
+            if strided:
+                p.grad = cp.zeros(p.data.shape[:-1] + (2 * p.data.shape[-1],))[..., ::2]  # every other column
             p.grad[...] = np.nan  # what the arrays hold is never read after zero_grad
             p.zero_grad()
         return model

@@ -32,7 +32,7 @@ import cupy
 import numpy as np
 
 from ._cuda import (BLOCK_COLUMN_TOTAL, FOUR, column_chunks, contiguous, flat_grid, in_fours, kernel, partial_sums,
-                    row_launch, scalar)
+                    row_launch, scalar, write_or_add)
 
 SOURCE = BLOCK_COLUMN_TOTAL + FOUR + r"""
 // Column reductions: x is (n, c), row-major. A block of 32 x 32 threads owns 32 columns and one
@@ -309,11 +309,8 @@ def backward(layer, dy, x, mean, inv_std):
             flat_grid(c), (256,), (partial, chunks, n, c, gamma, inv_std, gg, bg) + flags + (coef,)
         )
     if not in_place:
-        for grad, overwrite, value in ((gamma_grad, overwrite_gamma, gg), (beta_grad, overwrite_beta, bg)):
-            if overwrite:
-                grad[...] = value
-            else:
-                grad += value
+        write_or_add(gamma_grad, gg, overwrite_gamma)
+        write_or_add(beta_grad, bg, overwrite_beta)
     dx = cupy.empty_like(dy)
     _row_kernel("bn_grad_x", n, c, dy, x, mean, inv_std, coef, dx)
     return dx

@@ -13,7 +13,7 @@ import cupy
 import numpy as np
 
 from . import blas
-from ._cuda import BLOCK_COLUMN_TOTAL, column_chunks, contiguous, flat_grid, kernel, partial_sums
+from ._cuda import BLOCK_COLUMN_TOTAL, column_chunks, contiguous, flat_grid, kernel, partial_sums, write_or_add
 
 SOURCE = BLOCK_COLUMN_TOTAL + r"""
 // out[j] = (overwrite ? 0 : out[j]) + sum over rows of a[:, j]; a is (n, c) row-major. As in batchnorm.py: 32 x 32 threads
@@ -74,10 +74,7 @@ def column_sum_add(a, out, overwrite=False):
     if chunks > 1:
         kernel(SOURCE, a.dtype, "column_sum_merge")(flat_grid(c), (256,), (partial, chunks, c, target, flag))
     if target is not out:
-        if overwrite:
-            out[...] = target
-        else:
-            out += target
+        write_or_add(out, target, overwrite)
 
 
 def backward(layer, x, dy):
@@ -88,10 +85,8 @@ def backward(layer, x, dy):
     grad, overwrite = w.grad_to_write()
     if _accumulates_in_place(grad, w.data):  # (in, N) @ (N, out), written or added by the GEMM
         blas.gemm(x.T, dy, out=grad, beta=0.0 if overwrite else 1.0)
-    elif overwrite:
-        grad[...] = blas.gemm(x.T, dy)
     else:
-        grad += blas.gemm(x.T, dy)
+        write_or_add(grad, blas.gemm(x.T, dy), overwrite)
     if layer.bias is not None:
         grad, overwrite = layer.bias.grad_to_write()
         column_sum_add(dy, grad, overwrite)

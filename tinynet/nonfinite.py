@@ -43,12 +43,21 @@ def finite_step(xp, loss_value, params):
     # than isfinite(g).all(); a finite g so large that g . g overflows is a false alarm, which
     # the exact check clears
     total = loss_value
-    for p in params:
-        g = p.grad.reshape(-1)
+    for g in gradient_arrays(params):
         total = total + xp.dot(g, g)
     if bool(xp.isfinite(total)):
         return True
     return bool(xp.isfinite(loss_value)) and all(bool(xp.isfinite(p.grad).all()) for p in params)
+
+
+def gradient_arrays(params):
+    """The gradients as 1-D arrays to scan: the one flat array they are all views of, when the
+    optimizer packed them (tinynet.flat), else one per parameter."""
+    grads = [p.grad for p in params]
+    base = grads[0].base if grads else None
+    if base is not None and base.ndim == 1 and all(g.base is base for g in grads):
+        return [base]  # a superset at worst: its false alarm is cleared by the exact check
+    return [g.reshape(-1) for g in grads]
 
 
 def stop_nonfinite(model, loss, xb, yb, epoch, step, history, step_losses, checkpoint):

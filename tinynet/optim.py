@@ -7,16 +7,26 @@ import numpy as np
 
 from . import kernels
 from .backend import backend_name, get_array_module, to_device, to_numpy
+from .flat import FlatParameters
 from .layer import Parameter
 
 
 class Optimizer:
-    """Holds a list of Parameters; ``step()`` updates ``p.data`` in place from ``p.grad``."""
+    """Holds a list of Parameters; ``step()`` updates ``p.data`` in place from ``p.grad``.
+
+    A subclass defines ``update(data, grad, state)``: its rule applied to one parameter's
+    arrays, or to all parameters' at once. On the CPU the optimizer packs its parameters
+    into one flat array (:mod:`tinynet.flat`; ``flat=False`` does not), and ``step()`` then
+    calls ``update`` once for all of them. The packing replaces each ``p.data`` and ``p.grad``
+    by a view of the flat arrays (same values and shapes): read ``p.data`` anew after making
+    an optimizer, not through a reference kept from before.
+    """
 
     hyperparameters = ("lr",)  # saved by state_dict, compared by load_state_dict
+    state_names = {}  # key in the per-parameter state -> its name in error messages
     counters = ()  # integer state beside the per-parameter arrays (Adam's step count t)
 
-    def __init__(self, params, lr):
+    def __init__(self, params, lr, flat=True):
         params = list(params) if not isinstance(params, Parameter) else [params]
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -26,8 +36,33 @@ class Optimizer:
                     f"{type(self).__name__}: expected Parameters (model.parameters()), got {type(p).__name__}"
                 )
         check_nonnegative(self, "lr", lr)
-        self.params, self.lr = params, float(lr)
+        if not isinstance(flat, bool):
+            raise TypeError(f"{type(self).__name__}: expected flat to be True or False, got {flat!r}")
+        self.params, self.lr, self.use_flat = params, float(lr), flat
         self.state = [{} for _ in params]  # per parameter, same order as params
+        self.flat = FlatParameters.pack(params) if flat else None  # None where they cannot share one array
+
+    def step(self):
+        """Update every parameter from its gradient: one ``update`` for all, while packed."""
+        flat = self.flat if self.flat is not None and self.flat.intact() else self._pack_again()
+        state = flat.flat_state(self.state) if flat is not None else None
+        if state is not None:
+            self.update(flat.data, flat.grad, state)
+            flat.share_state(self.state)  # state made by this first update, seen per parameter
+            return
+        for p, state in zip(self.params, self.state):
+            for key, value in state.items():
+                self._check_kind(p, key, value)
+            self.update(p.data, self._checked_grad(p), state)
+
+    def update(self, data, grad, state):
+        """Update ``data`` in place from ``grad``; ``state`` is a dict this rule keeps between steps."""
+        raise NotImplementedError(f"{type(self).__name__} must define update(data, grad, state)")
+
+    def _pack_again(self):
+        """Something replaced parameter arrays (model.to, load_state_dict): pack them anew if it can be."""
+        self.flat = FlatParameters.pack(self.params) if self.use_flat else None
+        return self.flat
 
     def zero_grad(self):
         """Mark every gradient zero (``Parameter.zero_grad``: no pass over the arrays here)."""
@@ -111,23 +146,22 @@ class Optimizer:
         for c in self.counters:
             setattr(self, c, int(state[c]))
 
-    def _check_kind(self, p, what, value):
+    def _check_kind(self, p, key, value):
         """Refuse state left on another backend than its parameter (model.to without optimizer.to)."""
         if backend_name(value) != backend_name(p.data):
             raise TypeError(
-                f"{type(self).__name__}: the {what} of {p.name} is a {backend_name(value)} array but the "
+                f"{type(self).__name__}: the {self.state_names.get(key, key)} of {p.name} is a {backend_name(value)} array but the "
                 f"parameter is a {backend_name(p.data)} array; call optimizer.to({backend_name(p.data)!r}) "
                 "after model.to(...) (fit does it for you)"
             )
 
-    def _grad(self, p, weight_decay):
-        """The gradient with L2 weight decay added (as PyTorch does: coupled, not AdamW)."""
+    def _checked_grad(self, p):
         if p.grad.shape != p.data.shape:
             raise ValueError(
                 f"{type(self).__name__}: gradient of {p.name} has shape {p.grad.shape}, "
                 f"its parameter {p.data.shape}"
             )
-        return p.grad + weight_decay * p.data if weight_decay else p.grad
+        return p.grad
 
 
 def _plain(value):
@@ -147,12 +181,15 @@ class SGD(Optimizer):
         b = g (first step), else b = momentum * b + g
         g = g + momentum * b if nesterov else b
         p = p - lr * g
+
+    ``flat=False`` keeps every parameter in arrays of its own (see :class:`Optimizer`).
     """
 
     hyperparameters = ("lr", "momentum", "weight_decay", "nesterov")
+    state_names = {"momentum_buffer": "momentum buffer"}
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-        super().__init__(params, lr)
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, flat=True):
+        super().__init__(params, lr, flat)
         check_nonnegative(self, "momentum", momentum)
         check_nonnegative(self, "weight_decay", weight_decay)
         if nesterov and momentum == 0:
@@ -163,19 +200,20 @@ class SGD(Optimizer):
         fused = kernels.fused("sgd_step", self.params[0].data)
         if fused is not None and fused(self) is not NotImplemented:  # CuPy: one kernel for all parameters
             return
-        for p, state in zip(self.params, self.state):
-            g = self._grad(p, self.weight_decay)
-            if self.momentum:
-                buf = state.get("momentum_buffer")
-                if buf is not None:
-                    self._check_kind(p, "momentum buffer", buf)
-                if buf is None:
-                    buf = state["momentum_buffer"] = g.copy()
-                else:
-                    buf *= self.momentum
-                    buf += g
-                g = g + self.momentum * buf if self.nesterov else buf
-            p.data -= self.lr * g
+        super().step()
+
+    def update(self, data, grad, state):
+        # L2 weight decay coupled into the gradient, as PyTorch does (not AdamW)
+        g = grad + self.weight_decay * data if self.weight_decay else grad
+        if self.momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.copy()
+            else:
+                buf *= self.momentum
+                buf += g
+            g = g + self.momentum * buf if self.nesterov else buf
+        data -= self.lr * g
 
 
 class Adam(Optimizer):
@@ -184,13 +222,16 @@ class Adam(Optimizer):
         g = grad + weight_decay * p
         m = b1 * m + (1 - b1) * g;   v = b2 * v + (1 - b2) * g**2
         p = p - lr / (1 - b1**t) * m / (sqrt(v / (1 - b2**t)) + eps)
+
+    ``flat=False`` keeps every parameter in arrays of its own (see :class:`Optimizer`).
     """
 
     hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    state_names = {"m": "first moment", "v": "second moment"}
     counters = ("t",)
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, lr)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, flat=True):
+        super().__init__(params, lr, flat)
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"Adam: expected betas as two numbers in [0, 1), got {betas!r}")
         check_nonnegative(self, "eps", eps)
@@ -200,21 +241,22 @@ class Adam(Optimizer):
 
     def step(self):
         self.t += 1
+        super().step()
+
+    def update(self, data, grad, state):
         b1, b2 = self.betas
         step_size = self.lr / (1 - b1**self.t)
         root_correction = math.sqrt(1 - b2**self.t)
-        for p, state in zip(self.params, self.state):
-            g = self._grad(p, self.weight_decay)
-            xp = get_array_module(p.data)
-            if "m" not in state:
-                state["m"], state["v"] = xp.zeros_like(p.data), xp.zeros_like(p.data)
-            self._check_kind(p, "first moment", state["m"])
-            m, v = state["m"], state["v"]
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * (g * g)
-            p.data -= step_size * m / (xp.sqrt(v) / root_correction + self.eps)
+        g = grad + self.weight_decay * data if self.weight_decay else grad
+        xp = get_array_module(data)
+        if "m" not in state:
+            state["m"], state["v"] = xp.zeros_like(data), xp.zeros_like(data)
+        m, v = state["m"], state["v"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        data -= step_size * m / (xp.sqrt(v) / root_correction + self.eps)
 
 
 def cosine_schedule(lr, epochs, final_fraction=0.0):

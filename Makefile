@@ -14,6 +14,7 @@ help:
 	@echo "make compare train with and without BatchNorm (Ioffe & Szegedy's Figure 1): plots and report in runs/compare"
 	@echo "make lab N=1 grade course lab 1 (labs/01_*/student.py) offline, with hints; labs-selfcheck checks all labs"
 	@echo "make bench   tinynet vs PyTorch CPU on the MNIST MLP: s/epoch, ratio, GFLOP/s, peak RSS (installs torch==2.13.0)"
+	@echo "make profile where a CPU training step goes: tinynet's parts beside PyTorch's operators, us per step"
 	@echo "make gpu-check  on a GPU machine: tests on CuPy, MNIST to 98 %, tinynet-cupy vs PyTorch (docs/gpu.md)"
 	@echo "             (pass options with ARGS=..., e.g. make train ARGS='--epochs 3 --no-batchnorm')"
 
@@ -72,7 +73,8 @@ gpu-check:
 
 # bench: tinynet against PyTorch CPU on the MNIST MLP, (256, 128) and (1024, 1024), alternated
 # rounds, GEMM peak and peak RSS (benchmarks/README.md). Installs the `bench` extra (torch==2.13.0).
-.PHONY: bench
+# profile: where one training step goes, tinynet's parts beside PyTorch's operators (step_profile.py)
+.PHONY: bench profile
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'
@@ -80,3 +82,6 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_cpu.py $(ARGS)
+
+profile: $(VENV)/.installed-bench
+	$(PY) benchmarks/step_profile.py $(ARGS)

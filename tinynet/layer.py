@@ -24,7 +24,10 @@ class Parameter:
     Attributes
     ----------
     data : ndarray
-        Assigning a new array replaces the weight the layer reads.
+        Assigning a new array replaces the weight the layer reads. An optimizer made on
+        the CPU does so itself, with a view of one flat array holding all its parameters
+        (:mod:`tinynet.flat`): read ``p.data`` anew rather than through a reference kept
+        from before the optimizer was made.
     grad : ndarray
         Same shape and dtype as ``data``, zeros at start. Optimizers read it in
         ``step()``; assigning a new array is allowed. ``zero_grad()`` zeroes it lazily

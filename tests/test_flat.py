@@ -145,3 +145,27 @@ def test_the_nan_check_reads_the_packed_gradient_once_and_still_finds_a_nan():
     assert len(gradient_arrays(extra)) == len(extra)
     extra[0].grad[1] = np.inf
     assert not finite_step(np, loss_value, extra)
+
+
+def test_state_an_update_replaces_is_seen_per_parameter():
+    """An optimizer whose rule assigns a new state array each step (not in place) stays right."""
+
+    class Averaging(tn.optim.Optimizer):
+        def update(self, data, grad, state):
+            state["mean_grad"] = 0.5 * state.get("mean_grad", grad) + 0.5 * grad  # a new array
+            data -= self.lr * state["mean_grad"]
+
+    runs = []
+    for flat in (True, False):
+        p = [tn.Parameter(np.ones(3, np.float32), "a"), tn.Parameter(np.ones(2, np.float32), "b")]
+        opt = Averaging(p, lr=0.1, flat=flat)
+        for step in range(3):
+            for q in p:
+                q.grad[...] = step + 1.0
+            opt.step()
+        runs.append(([q.data.copy() for q in p], opt.state_dict()["state"]))
+    (data_a, state_a), (data_b, state_b) = runs
+    for a, b in zip(data_a, data_b):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(state_a, state_b):
+        np.testing.assert_array_equal(a["mean_grad"], b["mean_grad"])

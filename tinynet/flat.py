@@ -1,9 +1,9 @@
 """Parameters packed into one flat array, so that an optimizer updates all of them at once.
 
 On the CPU a NumPy call costs microseconds however small its array, and a momentum step is
-three or four calls per parameter: 30 for the default MLP's eight parameters, each over
-arrays the matrix products have just pushed out of the cache. When every ``p.data`` is a
-view of one flat array, and every ``p.grad`` of another, the same step is four calls in all.
+four calls per parameter: 32 for the default MLP's eight parameters, each over arrays the
+matrix products have just pushed out of the cache. When every ``p.data`` is a view of one
+flat array, and every ``p.grad`` of another, the same step is four calls in all.
 
 The optimizer packs its parameters when it is made (:meth:`FlatParameters.pack`): each
 ``p.data`` and ``p.grad`` is copied into the flat arrays and replaced by a view of them, so
@@ -39,7 +39,7 @@ class FlatParameters:
         self.data_views, self.grad_views = self.views(self.data), self.views(self.grad)
         for p, data, grad in zip(params, self.data_views, self.grad_views):
             p.data, p.grad = data, grad
-        self.state, self.state_views = {}, {}  # optimizer state: key -> flat array, key -> its views
+        self.state_views = {}  # optimizer state: key -> (its flat array, that array's views per parameter)
 
     @classmethod
     def pack(cls, params):
@@ -82,23 +82,28 @@ class FlatParameters:
         keys = set(states[0])
         if any(set(s) != keys for s in states):
             return None
-        for key in set(self.state) - keys:
-            del self.state[key], self.state_views[key]
+        flat_state = {}
         for key in keys:
             arrays = [s[key] for s in states]
-            if key in self.state and all(a is v for a, v in zip(arrays, self.state_views[key])):
+            shared = self.state_views.get(key)
+            if shared is not None and all(a is v for a, v in zip(arrays, shared[1])):
+                flat_state[key] = shared[0]
                 continue
             if any(type(a) is not np.ndarray or a.shape != p.data.shape for a, p in zip(arrays, self.params)):
                 return None  # the per-parameter step raises its clear error
-            self.state[key] = np.concatenate([a.reshape(-1) for a in arrays]).astype(self.data.dtype, copy=False)
-            self.state_views.pop(key, None)
-        self.share_state(states)
-        return self.state
+            flat_state[key] = np.concatenate([a.reshape(-1) for a in arrays]).astype(self.data.dtype, copy=False)
+        self.share_state(flat_state, states)
+        return flat_state
 
-    def share_state(self, states):
-        """Put views of each flat state array into the per-parameter dicts, where not there yet."""
-        for key, flat in self.state.items():
-            if key not in self.state_views:
-                self.state_views[key] = self.views(flat)
-                for s, view in zip(states, self.state_views[key]):
+    def share_state(self, flat_state, states):
+        """Make each per-parameter state array a view of its flat one, where it is not yet
+        (state loaded per parameter, or made or replaced by the optimizer's update)."""
+        for key in set(self.state_views) - set(flat_state):
+            del self.state_views[key]
+        for key, flat in flat_state.items():
+            shared = self.state_views.get(key)
+            if shared is None or shared[0] is not flat:
+                views = self.views(flat)
+                self.state_views[key] = (flat, views)
+                for s, view in zip(states, views):
                     s[key] = view

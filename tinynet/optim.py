@@ -48,7 +48,7 @@ class Optimizer:
         state = flat.flat_state(self.state) if flat is not None else None
         if state is not None:
             self.update(flat.data, flat.grad, state)
-            flat.share_state(self.state)  # state made by this first update, seen per parameter
+            flat.share_state(state, self.state)  # what update made or replaced, seen per parameter
             return
         for p, state in zip(self.params, self.state):
             for key, value in state.items():

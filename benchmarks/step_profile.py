@@ -1,6 +1,7 @@
 """Where one CPU training step goes: tinynet's parts beside PyTorch's operators, per step.
 
-Run:  python benchmarks/step_profile.py                      (tinynet, and PyTorch when installed)
+Run:  make profile                                          (installs the `bench` extra, torch==2.13.0)
+  or: python benchmarks/step_profile.py                      (tinynet, and PyTorch when installed)
       python benchmarks/step_profile.py --hidden 1024 --batch 1024 --steps 40
 
 Trains 784-H-H-10 with BatchNorm (SGD, momentum 0.9) on MNIST batches, both frameworks over the

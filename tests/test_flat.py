@@ -169,3 +169,22 @@ def test_state_an_update_replaces_is_seen_per_parameter():
         np.testing.assert_array_equal(a, b)
     for a, b in zip(state_a, state_b):
         np.testing.assert_array_equal(a["mean_grad"], b["mean_grad"])
+
+
+def test_unpackable_arrays_are_tried_once_until_one_is_replaced(monkeypatch):
+    """Tied weights cannot be packed; the pairwise memory check is not repeated every step."""
+    from tinynet.flat import FlatParameters
+
+    calls = []
+    original = FlatParameters.pack.__func__
+    monkeypatch.setattr(FlatParameters, "pack", classmethod(lambda cls, params: calls.append(1) or original(cls, params)))
+    shared = np.ones(4, np.float32)
+    a, b = tn.Parameter(shared, "a"), tn.Parameter(shared[::-1], "b")
+    opt = tn.SGD([a, b], lr=0.1)
+    for _ in range(3):
+        opt.step()
+    assert opt.flat is None and len(calls) == 1
+    b.data = np.ones(4, np.float32)  # untied: now they can be packed
+    opt.step()
+    assert opt.flat is not None and len(calls) == 2
+    np.testing.assert_allclose(b.data, 1.0)  # zero gradients: the step moved nothing

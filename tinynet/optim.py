@@ -40,7 +40,8 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__}: expected flat to be True or False, got {flat!r}")
         self.params, self.lr, self.use_flat = params, float(lr), flat
         self.state = [{} for _ in params]  # per parameter, same order as params
-        self.flat = FlatParameters.pack(params) if flat else None  # None where they cannot share one array
+        self.flat, self._unpackable = None, ()
+        self._pack_again()  # self.flat: None where they cannot share one array
 
     def step(self):
         """Update every parameter from its gradient: one ``update`` for all, while packed."""
@@ -60,8 +61,13 @@ class Optimizer:
         raise NotImplementedError(f"{type(self).__name__} must define update(data, grad, state)")
 
     def _pack_again(self):
-        """Something replaced parameter arrays (model.to, load_state_dict): pack them anew if it can be."""
-        self.flat = FlatParameters.pack(self.params) if self.use_flat else None
+        """Something replaced parameter arrays (model.to, load_state_dict): pack them anew if they
+        can be. Arrays found unpackable (tied weights, CuPy) are not tried again until replaced."""
+        arrays = [a for p in self.params for a in (p.data, p._grad)]
+        if not self.use_flat or (self._unpackable and all(a is b for a, b in zip(arrays, self._unpackable))):
+            return None
+        self.flat = FlatParameters.pack(self.params)
+        self._unpackable = arrays if self.flat is None else ()
         return self.flat
 
     def zero_grad(self):

@@ -49,8 +49,12 @@ from tinynet.nonfinite import finite_step  # noqa: E402
 from tinynet.train import SkipInputGradient, data_readers  # noqa: E402
 
 
+IDLE_S = 0.5  # before each framework's turn: the other library's worker threads spin for ~0.2 s
+
+
 def tinynet_parts(x, y, batches):
     """Microseconds per step of each part, and of the unwrapped step, for tinynet."""
+    time.sleep(IDLE_S)
     model = tn.mlp((784, ARGS.hidden, ARGS.hidden, 10), rng=np.random.default_rng(0))
     loss, optimizer = tn.SoftmaxCrossEntropy(), tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss.known_label_range = (0, 9)
@@ -90,6 +94,7 @@ def tinynet_parts(x, y, batches):
 
 def torch_parts(torch, x, y, batches):
     """The same for PyTorch: operator self times from its profiler, grouped into the parts."""
+    time.sleep(IDLE_S)
     nn = torch.nn
     h = ARGS.hidden
     model = nn.Sequential(nn.Linear(784, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(),

@@ -56,6 +56,8 @@ def test_packing_makes_views_and_keeps_values_shapes_and_names():
     model = tn.mlp([6, 8, 3], rng=np.random.default_rng(1))
     before = [(p.name, p.data.copy(), p.data.shape) for p in model.parameters()]
     opt = tn.SGD(model.parameters(), lr=0.1)
+    assert opt.flat is None and all(p.data.base is None for p in model.parameters())  # not before a step
+    opt.step()  # zero gradients: packs, moves nothing
     flat = opt.flat
     assert flat.data.shape == (sum(b[1].size for b in before),) and flat.data.dtype == np.float32
     for p, (name, values, shape) in zip(model.parameters(), before):
@@ -97,11 +99,11 @@ def test_replaced_arrays_are_packed_again_and_trained():
 def test_a_second_optimizer_over_the_same_parameters_takes_them_over():
     model, first = train(OPTIMIZERS["sgd"], flat=True, steps=1)
     second = tn.SGD(model.parameters(), lr=0.1)
-    assert second.flat is not None and not first.flat.intact()
     values = [p.data.copy() for p in model.parameters()]
     for p in model.parameters():
         p.grad[...] = 1.0
     second.step()
+    assert second.flat is not None and not first.flat.intact()
     for p, v in zip(model.parameters(), values):
         np.testing.assert_allclose(p.data, v - 0.1, rtol=1e-6)
 
@@ -110,16 +112,16 @@ def test_tied_weights_and_mixed_dtypes_are_not_packed_and_still_train():
     shared = np.ones(4, np.float32)
     a, b = tn.Parameter(shared, "a"), tn.Parameter(shared[::-1], "b")  # one memory, two parameters
     opt = tn.SGD([a, b], lr=0.25)
-    assert opt.flat is None
     a.grad[...] = 1.0
     b.grad[...] = 1.0
     opt.step()
-    assert np.shares_memory(a.data, b.data)
+    assert opt.flat is None and np.shares_memory(a.data, b.data)
     np.testing.assert_array_equal(shared, 0.5)  # both updates went to the one array
-    mixed = [tn.Parameter(np.ones(2, np.float32)), tn.Parameter(np.ones(2, np.float64))]
-    assert tn.SGD(mixed, lr=0.1).flat is None
-    twice = tn.Parameter(np.ones(2, np.float32))
-    assert tn.SGD([twice, twice], lr=0.1).flat is None
+    for params in ([tn.Parameter(np.ones(2, np.float32)), tn.Parameter(np.ones(2, np.float64))],
+                   [tn.Parameter(np.ones(2, np.float32))] * 2):  # mixed dtypes; one parameter twice
+        opt = tn.SGD(params, lr=0.1)
+        opt.step()
+        assert opt.flat is None
 
 
 def test_flat_must_be_a_bool():
@@ -130,6 +132,7 @@ def test_flat_must_be_a_bool():
 def test_the_nan_check_reads_the_packed_gradient_once_and_still_finds_a_nan():
     model = tn.mlp([6, 8, 3], rng=np.random.default_rng(1))
     packed = tn.SGD(model.parameters(), lr=0.1)
+    packed.step()
     assert len(gradient_arrays(model.parameters())) == 1
     other = tn.mlp([6, 8, 3], rng=np.random.default_rng(1))
     plain = tn.SGD(other.parameters(), lr=0.1, flat=False)

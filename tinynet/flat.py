@@ -5,7 +5,7 @@ four calls per parameter: 32 for the default MLP's eight parameters, each over a
 matrix products have just pushed out of the cache. When every ``p.data`` is a view of one
 flat array, and every ``p.grad`` of another, the same step is four calls in all.
 
-The optimizer packs its parameters when it is made (:meth:`FlatParameters.pack`): each
+The optimizer packs its parameters at its first step (:meth:`FlatParameters.pack`): each
 ``p.data`` and ``p.grad`` is copied into the flat arrays and replaced by a view of them, so
 values, shapes and names stay as they were. Layers read ``p.data`` anew on every call, so
 they see the views. Whoever later assigns a new array to ``p.data`` or ``p.grad`` (``model.to``,

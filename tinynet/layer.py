@@ -24,10 +24,10 @@ class Parameter:
     Attributes
     ----------
     data : ndarray
-        Assigning a new array replaces the weight the layer reads. An optimizer made on
-        the CPU does so itself, with a view of one flat array holding all its parameters
-        (:mod:`tinynet.flat`): read ``p.data`` anew rather than through a reference kept
-        from before the optimizer was made.
+        Assigning a new array replaces the weight the layer reads. An optimizer on the
+        CPU does so itself at its first step, with a view of one flat array holding all its
+        parameters (:mod:`tinynet.flat`): read ``p.data`` anew rather than through a
+        reference kept from before that step.
     grad : ndarray
         Same shape and dtype as ``data``, zeros at start. Optimizers read it in
         ``step()``; assigning a new array is allowed. ``zero_grad()`` zeroes it lazily

@@ -15,11 +15,11 @@ class Optimizer:
     """Holds a list of Parameters; ``step()`` updates ``p.data`` in place from ``p.grad``.
 
     A subclass defines ``update(data, grad, state)``: its rule applied to one parameter's
-    arrays, or to all parameters' at once. On the CPU the optimizer packs its parameters
-    into one flat array (:mod:`tinynet.flat`; ``flat=False`` does not), and ``step()`` then
-    calls ``update`` once for all of them. The packing replaces each ``p.data`` and ``p.grad``
-    by a view of the flat arrays (same values and shapes): read ``p.data`` anew after making
-    an optimizer, not through a reference kept from before.
+    arrays, or to all parameters' at once. On the CPU the first ``step()`` packs the
+    parameters into one flat array (:mod:`tinynet.flat`; ``flat=False`` does not), and each
+    step then calls ``update`` once for all of them. The packing replaces each ``p.data`` and
+    ``p.grad`` by a view of the flat arrays (same values and shapes): read ``p.data`` anew
+    after a step, not through a reference kept from before.
     """
 
     hyperparameters = ("lr",)  # saved by state_dict, compared by load_state_dict
@@ -40,8 +40,7 @@ class Optimizer:
             raise TypeError(f"{type(self).__name__}: expected flat to be True or False, got {flat!r}")
         self.params, self.lr, self.use_flat = params, float(lr), flat
         self.state = [{} for _ in params]  # per parameter, same order as params
-        self.flat, self._unpackable = None, ()
-        self._pack_again()  # self.flat: None where they cannot share one array
+        self.flat, self._unpackable = None, ()  # the packing, made by the first step()
 
     def step(self):
         """Update every parameter from its gradient: one ``update`` for all, while packed."""
@@ -61,8 +60,9 @@ class Optimizer:
         raise NotImplementedError(f"{type(self).__name__} must define update(data, grad, state)")
 
     def _pack_again(self):
-        """Something replaced parameter arrays (model.to, load_state_dict): pack them anew if they
-        can be. Arrays found unpackable (tied weights, CuPy) are not tried again until replaced."""
+        """Pack the parameters: at the first step, or after something replaced their arrays
+        (model.to, load_state_dict). Arrays found unpackable (tied weights, CuPy) are not tried
+        again until one of them is replaced."""
         arrays = [a for p in self.params for a in (p.data, p._grad)]
         if not self.use_flat or (self._unpackable and all(a is b for a, b in zip(arrays, self._unpackable))):
             return None

@@ -95,10 +95,10 @@ def tinynet_parts(x, y, batches):
 def torch_parts(torch, x, y, batches):
     """The same for PyTorch: operator self times from its profiler, grouped into the parts."""
     time.sleep(IDLE_S)
+    from gpu_check import torch_mlp  # the same network in PyTorch; benchmarks/ is this script's folder
+
     nn = torch.nn
-    h = ARGS.hidden
-    model = nn.Sequential(nn.Linear(784, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(),
-                          nn.Linear(h, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(), nn.Linear(h, 10))
+    model = torch_mlp(nn, ARGS.hidden)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     x, y = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
 

@@ -27,9 +27,18 @@ needs_gxx = pytest.mark.skipif(not cuda_cpu.available(), reason="the CPU emulati
 # -- dispatch -------------------------------------------------------------------------
 
 
-def test_numpy_arrays_never_get_a_fused_kernel():
+def test_numpy_arrays_get_only_the_cpu_kernels():
     x = np.zeros((2, 3), np.float32)
-    assert all(kernels.fused(name, x) is None for name in kernels.NAMES)
+    cpu = {name for name in kernels.NAMES if kernels.fused(name, x) is not None}
+    if kernels.cpu_library() is None:  # no C compiler here: the plain code everywhere
+        assert cpu == set()
+    else:  # never a CuPy one (those import cupy); the GEMM stays NumPy's (OpenBLAS)
+        assert cpu == {"relu_forward", "relu_backward", "batchnorm_forward", "batchnorm_backward",
+                       "softmax_cross_entropy", "softmax_cross_entropy_backward", "sgd_update", "all_finite"}
+    assert all(kernels.fused(name, np.zeros((3, 2), np.float32).T) is None for name in kernels.NAMES)
+    assert all(kernels.fused(name, np.zeros(3, np.int64)) is None for name in kernels.NAMES)
+    with kernels.use_fused(False):
+        assert all(kernels.fused(name, x) is None for name in kernels.NAMES)
     with pytest.raises(ValueError, match="kernels.fused: unknown kernel 'relu_sideways'"):
         kernels.fused("relu_sideways", x)
     assert not kernels.capturing()
@@ -115,7 +124,8 @@ def plain_batchnorm(x, momentum=0.1, eps=1e-5):
     bn.gamma.data[:] = np.linspace(0.5, 1.5, x.shape[1])
     bn.beta.data[:] = np.linspace(-0.2, 0.3, x.shape[1])
     start = (bn.running_mean.copy(), bn.running_var.copy())
-    y = bn.forward(x)
+    with kernels.use_fused(False):  # the NumPy code, not tinynet.kernels.cpu
+        y = bn.forward(x)
     return bn, y, start
 
 

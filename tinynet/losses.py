@@ -30,7 +30,7 @@ class SoftmaxCrossEntropy:
         check_input(self, logits, ndim=2)
         self._check_labels(logits, labels)
         if (fused := kernels.fused("softmax_cross_entropy", logits)) is not None:
-            return fused(self, logits, labels)  # CuPy: loss and probabilities in one kernel
+            return fused(self, logits, labels)  # loss and probabilities in one kernel (CuPy or C)
         xp = get_array_module(logits)
         n = logits.shape[0]
         rows = xp.arange(n)
@@ -53,7 +53,7 @@ class SoftmaxCrossEntropy:
             raise RuntimeError("SoftmaxCrossEntropy: backward called without a forward before it (or twice)")
         probs, labels = saved
         fused = kernels.fused("softmax_cross_entropy_backward", probs)
-        if fused is not None and isinstance(dloss, (int, float)):  # CuPy: one kernel, in place
+        if fused is not None and isinstance(dloss, (int, float)):  # one kernel, in place
             return fused(probs, labels, dloss)
         xp = get_array_module(probs)
         n = probs.shape[0]

@@ -38,7 +38,7 @@ def finite_step(xp, loss_value, params):
     """True when the loss and every gradient are finite: one flag, so one device sync."""
     fused = kernels.fused("all_finite", loss_value)
     if fused is not None and (answer := fused(loss_value, params)) is not NotImplemented:
-        return answer  # CuPy: one kernel over every gradient
+        return answer  # one kernel over every gradient (CuPy, or C over the flat gradient)
     # NaN and Inf survive the sum of the loss and every g . g: one fast dot per gradient, cheaper
     # than isfinite(g).all(); a finite g so large that g . g overflows is a false alarm, which
     # the exact check clears

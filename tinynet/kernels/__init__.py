@@ -1,4 +1,4 @@
-"""Fused CuPy kernels, living beside the plain code and used only on CuPy arrays.
+"""Fused kernels, living beside the plain code: CuPy kernels for the GPU, C kernels for the CPU.
 
 The plain NumPy-API code in ``tinynet/layers`` is the reference: it is what NumPy runs and
 what a student reads. On a GPU that code is correct but launch-bound — every ``+``, ``*`` or
@@ -27,15 +27,23 @@ else ``None`` and it runs its plain code. Each fused function is tested equal to
 path in ``tests/test_kernels.py``. ``use_fused(False)`` switches them off (for comparisons).
 
 Nothing here imports CuPy until a CuPy array arrives, so NumPy-only installs never touch it.
+
+On NumPy arrays the same question gets the C kernels of :mod:`tinynet.kernels.cpu` (ReLU,
+BatchNorm, the softmax cross-entropy, and ``sgd_update``, SGD's rule over one array), compiled
+on first use with the system's C compiler; without one, ``fused`` answers None and the plain
+code runs. ``use_fused(False)`` switches these off too.
 """
 
 import contextlib
 import importlib
 import threading
 
-from ..backend import backend_name
+import numpy as np
 
-__all__ = ["fused", "function", "use_fused", "fused_enabled", "capturing", "NAMES"]
+from ..backend import backend_name
+from .cpu import library as cpu_library
+
+__all__ = ["fused", "function", "use_fused", "fused_enabled", "capturing", "cpu_status", "NAMES"]
 
 # name -> (module in this package, function): the one table of what is fused
 _TABLE = {
@@ -51,7 +59,18 @@ _TABLE = {
     "all_finite": ("optim", "all_finite"),
     "dropout_keep": ("dropout", "keep_mask"),
 }
-NAMES = tuple(_TABLE)
+# name -> function in cpu_ops: the C kernels for NumPy arrays
+_CPU_TABLE = {
+    "relu_forward": "relu_forward",
+    "relu_backward": "relu_backward",
+    "batchnorm_forward": "batchnorm_forward",
+    "batchnorm_backward": "batchnorm_backward",
+    "softmax_cross_entropy": "softmax_cross_entropy",
+    "softmax_cross_entropy_backward": "softmax_cross_entropy_backward",
+    "sgd_update": "sgd_update",
+    "all_finite": "all_finite",
+}
+NAMES = tuple(_TABLE) + tuple(n for n in _CPU_TABLE if n not in _TABLE)
 _FLOAT_KINDS = ("float32", "float64")
 
 
@@ -65,7 +84,10 @@ _resolved = {}
 
 
 def fused(name, array):
-    """Return the fused CuPy function for ``name`` if ``array`` is a CuPy float array, else None.
+    """Return the fused function for ``name`` if there is one for ``array``, else None.
+
+    CuPy float arrays get the CuPy kernels; C-contiguous float NumPy arrays get the C kernels
+    where :mod:`tinynet.kernels.cpu` could build them.
 
     Parameters
     ----------
@@ -77,27 +99,41 @@ def fused(name, array):
     Returns
     -------
     callable or None
-        None for NumPy arrays, non-float dtypes, or while ``use_fused(False)`` is active.
+        None for other arrays (non-float dtypes, non-contiguous NumPy arrays, no C compiler),
+        names with no kernel on that backend, or while ``use_fused(False)`` is active.
     """
-    if name not in _TABLE:
+    if name not in NAMES:
         raise ValueError(f"kernels.fused: unknown kernel {name!r}; expected one of {NAMES}")
-    if backend_name(array) != "cupy" or not _state.enabled:
+    if not _state.enabled or array.dtype.name not in _FLOAT_KINDS:
         return None
-    if array.dtype.name not in _FLOAT_KINDS:
+    if type(array) is np.ndarray or isinstance(array, np.generic):  # NumPy (a loss is a NumPy scalar)
+        if name not in _CPU_TABLE or not array.flags.c_contiguous or cpu_library() is None:
+            return None
+        return function(name, array)
+    if backend_name(array) != "cupy" or name not in _TABLE:
         return None
     return function(name)
 
 
-def function(name):
-    """The fused function ``name`` whatever ``use_fused`` says now: for a backward whose forward
-    ran fused and saved what only the fused backward reads (BatchNorm's x and mean)."""
-    found = _resolved.get(name)
+def function(name, like=None):
+    """The fused function ``name`` for ``like``'s backend (CuPy when None), whatever ``use_fused``
+    says now: for a backward whose forward ran fused and saved what only the fused backward
+    reads (BatchNorm's x and mean)."""
+    cpu = type(like) is np.ndarray or isinstance(like, np.generic)
+    found = _resolved.get((name, cpu))
     if found is None:
-        if name not in _TABLE:
+        if name not in (_CPU_TABLE if cpu else _TABLE):
             raise ValueError(f"kernels.function: unknown kernel {name!r}; expected one of {NAMES}")
-        module, attr = _TABLE[name]
-        found = _resolved[name] = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        module, attr = ("cpu_ops", _CPU_TABLE[name]) if cpu else _TABLE[name]
+        found = _resolved[name, cpu] = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
     return found
+
+
+def cpu_status():
+    """A line saying whether the C kernels for NumPy arrays are in use, and if not, why."""
+    from .cpu import status
+
+    return status()
 
 
 def fused_enabled():

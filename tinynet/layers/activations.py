@@ -10,7 +10,7 @@ class ReLU(Layer):
 
     def forward(self, x):
         check_input(self, x)
-        if (fused := kernels.fused("relu_forward", x)) is not None:  # CuPy: one kernel (tinynet/kernels)
+        if (fused := kernels.fused("relu_forward", x)) is not None:  # one kernel (tinynet/kernels)
             y = fused(x)
         else:
             y = get_array_module(x).maximum(x, 0)
@@ -20,7 +20,7 @@ class ReLU(Layer):
     def backward(self, dy):
         (y,) = self.saved()
         check_grad(self, dy, y.shape)
-        if (fused := kernels.fused("relu_backward", dy)) is not None:  # CuPy: one kernel (tinynet/kernels)
+        if (fused := kernels.fused("relu_backward", dy)) is not None:  # one kernel (tinynet/kernels)
             return fused(y, dy)
         return dy * (y > 0)
 

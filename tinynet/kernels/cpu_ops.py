@@ -1,0 +1,145 @@
+"""The layers' side of the CPU kernels (:mod:`tinynet.kernels.cpu`): each function takes what the
+plain code takes, calls one C kernel, and returns or saves what the plain code does.
+
+:func:`tinynet.kernels.fused` hands these out only for C-contiguous float32/float64 NumPy
+arrays, and only when the kernels were built; other arrays the functions make contiguous.
+"""
+
+import ctypes
+
+import numpy as np
+
+from .cpu import library
+
+
+def _ptr(a):
+    """The address of ``a``'s data for a ctypes call (0.3 us; ``a.ctypes.data`` costs 1 us).
+
+    Only an address: the caller must hold ``a`` (a named variable) until the call returns.
+    """
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(a))
+    except (TypeError, ValueError):  # read-only or empty
+        return a.ctypes.data
+
+
+def _kernel(name, dtype):
+    return library()[name, dtype.char]
+
+
+def _own(a, dtype, shape):
+    """True if a kernel may write ``a`` in place as an array of ``dtype`` and ``shape``."""
+    return type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable and a.dtype == dtype and a.shape == shape
+
+
+def relu_forward(x):
+    y = np.empty_like(x)
+    _kernel("relu_forward", x.dtype)(_ptr(x), _ptr(y), x.size)
+    return y
+
+
+def relu_backward(y, dy):
+    y = np.ascontiguousarray(y)
+    dy = np.ascontiguousarray(dy, dtype=y.dtype)
+    dx = np.empty_like(y)
+    _kernel("relu_backward", y.dtype)(_ptr(y), _ptr(dy), _ptr(dx), y.size)
+    return dx
+
+
+def batchnorm_forward(layer, x):
+    """BatchNorm's training forward of x (N, C); running statistics updated in place. Saves
+    ``("fused", x, mean, inv_std)`` for :func:`batchnorm_backward`, which recomputes xhat."""
+    n, c = x.shape
+    dtype = x.dtype
+    mean, inv_std, y = np.empty(c, dtype), np.empty(c, dtype), np.empty_like(x)
+    rm, rv = layer.running_mean, layer.running_var
+    in_place = _own(rm, dtype, (c,)) and _own(rv, dtype, (c,))
+    if not in_place:  # unusual buffers (another dtype, a view): update copies, then assign back
+        rm, rv = np.array(rm, dtype=dtype), np.array(rv, dtype=dtype)
+    gamma = np.ascontiguousarray(layer.gamma.data, dtype=dtype)
+    beta = np.ascontiguousarray(layer.beta.data, dtype=dtype)
+    m = layer.momentum
+    acc = np.empty(2 * c)  # named: an array made inside the call's arguments would be freed before it runs
+    _kernel("bn_forward", dtype)(
+        _ptr(x), n, c, _ptr(gamma), _ptr(beta), layer.eps, 1 - m, m, m * n / (n - 1),
+        _ptr(mean), _ptr(inv_std), _ptr(rm), _ptr(rv), _ptr(acc), _ptr(y))
+    if not in_place:
+        layer.running_mean[...] = rm
+        layer.running_var[...] = rv
+    layer.save_for_backward("fused", x, mean, inv_std)
+    return y
+
+
+def batchnorm_backward(layer, dy, x, mean, inv_std):
+    """The simplified backward with batch statistics: writes (right after ``zero_grad``) or adds
+    dgamma and dbeta into the gradients; returns dx."""
+    dtype = x.dtype
+    dy = np.ascontiguousarray(dy, dtype=dtype)
+    n, c = dy.shape
+    gamma = np.ascontiguousarray(layer.gamma.data, dtype=dtype)
+    (gamma_grad, write_gamma), (beta_grad, write_beta) = layer.gamma.grad_to_write(), layer.beta.grad_to_write()
+    gg, bg = gamma_grad, beta_grad
+    in_place = _own(gg, dtype, (c,)) and _own(bg, dtype, (c,))
+    if not in_place:  # the sums into fresh arrays, then written or added as the plain code would
+        gg, bg = np.empty(c, dtype), np.empty(c, dtype)
+    dx, acc, coefficients = np.empty_like(dy), np.empty(2 * c), np.empty(3 * c, dtype)
+    _kernel("bn_backward", dtype)(
+        _ptr(dy), _ptr(x), n, c, _ptr(mean), _ptr(inv_std), _ptr(gamma), _ptr(gg), _ptr(bg),
+        int(write_gamma or not in_place), int(write_beta or not in_place), _ptr(acc), _ptr(coefficients), _ptr(dx))
+    if not in_place:
+        for grad, value, write in ((gamma_grad, gg, write_gamma), (beta_grad, bg, write_beta)):
+            if write:
+                grad[...] = value
+            else:
+                grad += value
+    return dx
+
+
+def softmax_cross_entropy(loss, logits, labels):
+    """Mean cross-entropy of logits (N, C) against checked labels (N,); saves the probabilities."""
+    n, c = logits.shape
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    probs = np.empty_like(logits)
+    value = _kernel("softmax_ce_forward", logits.dtype)(_ptr(logits), _ptr(labels), n, c, _ptr(probs))
+    loss._saved = (probs, labels)
+    return logits.dtype.type(value)
+
+
+def softmax_cross_entropy_backward(probs, labels, dloss):
+    """(probs - onehot) * dloss / N, in place in ``probs`` (ours alone), which is returned."""
+    n, c = probs.shape
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    _kernel("softmax_ce_backward", probs.dtype)(_ptr(probs), _ptr(labels), n, c, dloss / n)
+    return probs
+
+
+def sgd_update(opt, data, grad, state):
+    """SGD's rule over ``data`` in one pass; NotImplemented (nothing changed) where the kernel
+    cannot take the arrays, or on the first momentum step, which the plain code does (b = g)."""
+    buf = state.get("momentum_buffer")
+    if opt.momentum and buf is None:
+        return NotImplemented
+    buf = data if buf is None else buf  # not read without momentum
+    if not (_own(data, data.dtype, data.shape) and _own(buf, data.dtype, data.shape)
+            and type(grad) is np.ndarray and grad.flags.c_contiguous and grad.dtype == data.dtype
+            and grad.shape == data.shape):
+        return NotImplemented
+    _kernel("sgd_update", data.dtype)(_ptr(data), _ptr(grad), _ptr(buf), data.size,
+                                      opt.lr, opt.momentum, opt.weight_decay, int(opt.nesterov))
+    return None
+
+
+def all_finite(loss_value, params):
+    """True when the loss and every ``p.grad`` are finite: one pass over the gradients (over the
+    flat array they are views of, once the optimizer packed them). NotImplemented for gradients
+    the kernel cannot read (not contiguous, another dtype)."""
+    from ..nonfinite import gradient_arrays
+
+    dtype = np.asarray(loss_value).dtype
+    grads = gradient_arrays(params)
+    if not all(type(g) is np.ndarray and g.flags.c_contiguous and g.dtype == dtype for g in grads):
+        return NotImplemented
+    if not np.isfinite(loss_value):
+        return False
+    check = _kernel("any_nonfinite", dtype)
+    return not any(check(_ptr(g), g.size) for g in grads)

@@ -51,14 +51,17 @@ void NAME(relu_backward)(const T* restrict y, const T* restrict dy, T* restrict 
     for (long i = 0; i < n; ++i) dx[i] = dy[i] * (T)(y[i] > (T)0);  // a product: NaN in dy stays NaN
 }
 
-// BatchNorm's training forward over x (n, c), row-major. Loops run along rows, so the
-// inner loop walks c neighbouring columns and vectorises. acc holds 2c doubles.
-void NAME(bn_forward)(const T* restrict x, long n, long c, const T* restrict gamma,
-                      const T* restrict beta, T eps, T keep, T new_mean, T new_var,
-                      T* restrict mean, T* restrict inv_std, T* restrict running_mean,
-                      T* restrict running_var, double* restrict acc, T* restrict y) {
-    double* restrict mu = acc;
-    double* restrict m2 = acc + c;
+// BatchNorm's training forward over x (n, c), row-major. Loops run along rows, so the inner
+// loop walks c neighbouring columns and vectorises. stats receives mean (c) then inv_std (c).
+// Returns 0, or -1 when the 2c doubles of scratch cannot be had.
+int NAME(bn_forward)(const T* restrict x, long n, long c, const T* restrict gamma, const T* restrict beta,
+                     T eps, T keep, T new_mean, T new_var, T* restrict stats, T* restrict running_mean,
+                     T* restrict running_var, T* restrict y) {
+    double* restrict mu = malloc(2 * c * sizeof(double));
+    if (!mu) return -1;
+    double* restrict m2 = mu + c;
+    T* restrict mean = stats;
+    T* restrict inv_std = stats + c;
     for (long j = 0; j < c; ++j) mu[j] = m2[j] = 0.0;
     for (long i = 0; i < n; ++i)
         for (long j = 0; j < c; ++j) mu[j] += (double)x[i * c + j];
@@ -75,23 +78,27 @@ void NAME(bn_forward)(const T* restrict x, long n, long c, const T* restrict gam
         running_mean[j] = running_mean[j] * keep + new_mean * (T)mu[j];
         running_var[j] = running_var[j] * keep + new_var * (T)var;  // new_var = momentum * n / (n - 1)
     }
+    free(mu);
     for (long i = 0; i < n; ++i)
         for (long j = 0; j < c; ++j) {
             const T xhat = (x[i * c + j] - mean[j]) * inv_std[j];  // rounded as the plain code rounds
             y[i * c + j] = xhat * gamma[j] + beta[j];
         }
+    return 0;
 }
 
-// BatchNorm's simplified backward, xhat recomputed from x, mean and inv_std:
+// BatchNorm's simplified backward, xhat recomputed from x and stats (mean, inv_std):
 //   dx = k1 * dy - k2 - xhat * k3,  k1 = gamma * inv_std, k2 = k1 * dbeta / n, k3 = k1 * dgamma / n
 // dgamma and dbeta are written (write_* = 1, right after zero_grad) or added into the gradients.
-// acc holds 2c doubles, k 3c values of T.
-void NAME(bn_backward)(const T* restrict dy, const T* restrict x, long n, long c,
-                       const T* restrict mean, const T* restrict inv_std, const T* restrict gamma,
-                       T* restrict dgamma, T* restrict dbeta, int write_gamma, int write_beta,
-                       double* restrict acc, T* restrict k, T* restrict dx) {
-    double* restrict sum_dy = acc;
-    double* restrict sum_dy_xhat = acc + c;
+int NAME(bn_backward)(const T* restrict dy, const T* restrict x, long n, long c, const T* restrict stats,
+                      const T* restrict gamma, T* restrict dgamma, T* restrict dbeta, int write_gamma,
+                      int write_beta, T* restrict dx) {
+    const T* restrict mean = stats;
+    const T* restrict inv_std = stats + c;
+    double* restrict sum_dy = malloc(2 * c * sizeof(double) + 3 * c * sizeof(T));
+    if (!sum_dy) return -1;
+    double* restrict sum_dy_xhat = sum_dy + c;
+    T* restrict k = (T*)(sum_dy + 2 * c);
     for (long j = 0; j < c; ++j) sum_dy[j] = sum_dy_xhat[j] = 0.0;
     for (long i = 0; i < n; ++i)
         for (long j = 0; j < c; ++j) {
@@ -112,6 +119,8 @@ void NAME(bn_backward)(const T* restrict dy, const T* restrict x, long n, long c
             const T xhat = (x[i * c + j] - mean[j]) * inv_std[j];
             dx[i * c + j] = k[j] * dy[i * c + j] - k[c + j] - xhat * k[2 * c + j];
         }
+    free(sum_dy);
+    return 0;
 }
 
 // Softmax cross-entropy over logits (n, c): writes the probabilities, returns the mean loss.
@@ -162,7 +171,7 @@ void NAME(sgd_update)(T* restrict p, const T* restrict grad, T* restrict buf, lo
 """
 
 SOURCE = "\n".join([
-    "#include <math.h>", "#include <stdint.h>",
+    "#include <math.h>", "#include <stdint.h>", "#include <stdlib.h>",
     "#define T float", "#define NAME(f) f##_f32", "#define EXP expf", "#define LOG logf",
     "#define UINT uint32_t", "#define EXPONENT 0x7f800000u", BODY,
     "#undef T", "#undef NAME", "#undef EXP", "#undef LOG", "#undef UINT", "#undef EXPONENT",
@@ -178,8 +187,8 @@ _L, _I, _D = ctypes.c_long, ctypes.c_int, ctypes.c_double
 SIGNATURES = {
     "relu_forward": ([_P, _P, _L], None),
     "relu_backward": ([_P, _P, _P, _L], None),
-    "bn_forward": ([_P, _L, _L, _P, _P, "T", "T", "T", "T", _P, _P, _P, _P, _P, _P], None),
-    "bn_backward": ([_P, _P, _L, _L, _P, _P, _P, _P, _P, _I, _I, _P, _P, _P], None),
+    "bn_forward": ([_P, _L, _L, _P, _P, "T", "T", "T", "T", _P, _P, _P, _P], _I),
+    "bn_backward": ([_P, _P, _L, _L, _P, _P, _P, _P, _I, _I, _P], _I),
     "softmax_ce_forward": ([_P, _P, _L, _L, _P], _D),
     "softmax_ce_backward": ([_P, _P, _L, _L, "T"], None),
     "sgd_update": ([_P, _P, _P, _L, "T", "T", "T", _I], None),

@@ -51,7 +51,7 @@ def batchnorm_forward(layer, x):
     ``("fused", x, mean, inv_std)`` for :func:`batchnorm_backward`, which recomputes xhat."""
     n, c = x.shape
     dtype = x.dtype
-    mean, inv_std, y = np.empty(c, dtype), np.empty(c, dtype), np.empty_like(x)
+    stats, y = np.empty(2 * c, dtype), np.empty_like(x)  # stats: mean, then inv_std
     rm, rv = layer.running_mean, layer.running_var
     in_place = _own(rm, dtype, (c,)) and _own(rv, dtype, (c,))
     if not in_place:  # unusual buffers (another dtype, a view): update copies, then assign back
@@ -59,14 +59,12 @@ def batchnorm_forward(layer, x):
     gamma = np.ascontiguousarray(layer.gamma.data, dtype=dtype)
     beta = np.ascontiguousarray(layer.beta.data, dtype=dtype)
     m = layer.momentum
-    acc = np.empty(2 * c)  # named: an array made inside the call's arguments would be freed before it runs
-    _kernel("bn_forward", dtype)(
-        _ptr(x), n, c, _ptr(gamma), _ptr(beta), layer.eps, 1 - m, m, m * n / (n - 1),
-        _ptr(mean), _ptr(inv_std), _ptr(rm), _ptr(rv), _ptr(acc), _ptr(y))
+    _check(_kernel("bn_forward", dtype)(_ptr(x), n, c, _ptr(gamma), _ptr(beta), layer.eps, 1 - m, m, m * n / (n - 1),
+                                        _ptr(stats), _ptr(rm), _ptr(rv), _ptr(y)))
     if not in_place:
         layer.running_mean[...] = rm
         layer.running_var[...] = rv
-    layer.save_for_backward("fused", x, mean, inv_std)
+    layer.save_for_backward("fused", x, stats[:c], stats[c:])
     return y
 
 
@@ -76,16 +74,16 @@ def batchnorm_backward(layer, dy, x, mean, inv_std):
     dtype = x.dtype
     dy = np.ascontiguousarray(dy, dtype=dtype)
     n, c = dy.shape
+    stats = mean.base if mean.base is not None and mean.base is inv_std.base else np.concatenate([mean, inv_std])
     gamma = np.ascontiguousarray(layer.gamma.data, dtype=dtype)
     (gamma_grad, write_gamma), (beta_grad, write_beta) = layer.gamma.grad_to_write(), layer.beta.grad_to_write()
     gg, bg = gamma_grad, beta_grad
     in_place = _own(gg, dtype, (c,)) and _own(bg, dtype, (c,))
     if not in_place:  # the sums into fresh arrays, then written or added as the plain code would
         gg, bg = np.empty(c, dtype), np.empty(c, dtype)
-    dx, acc, coefficients = np.empty_like(dy), np.empty(2 * c), np.empty(3 * c, dtype)
-    _kernel("bn_backward", dtype)(
-        _ptr(dy), _ptr(x), n, c, _ptr(mean), _ptr(inv_std), _ptr(gamma), _ptr(gg), _ptr(bg),
-        int(write_gamma or not in_place), int(write_beta or not in_place), _ptr(acc), _ptr(coefficients), _ptr(dx))
+    dx = np.empty_like(dy)
+    _check(_kernel("bn_backward", dtype)(_ptr(dy), _ptr(x), n, c, _ptr(stats), _ptr(gamma), _ptr(gg), _ptr(bg),
+                                         int(write_gamma or not in_place), int(write_beta or not in_place), _ptr(dx)))
     if not in_place:
         for grad, value, write in ((gamma_grad, gg, write_gamma), (beta_grad, bg, write_beta)):
             if write:
@@ -93,6 +91,11 @@ def batchnorm_backward(layer, dy, x, mean, inv_std):
             else:
                 grad += value
     return dx
+
+
+def _check(status):
+    if status != 0:
+        raise MemoryError("BatchNorm: the C kernel could not allocate its per-column scratch")
 
 
 def softmax_cross_entropy(loss, logits, labels):

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from .. import kernels
 from ..backend import to_device
 from ..data.batching import images_to_features, split_validation
 from ..datasets import load_fashion_mnist, load_mnist
@@ -72,7 +73,10 @@ def run(args):
     if not args.quiet:
         print(model.summary())
         print(f"{args.dataset}: {len(x_train)} training, {0 if validation is None else len(validation[0])} "
-              f"validation, {len(x_test)} test examples; backend {args.backend}\n")
+              f"validation, {len(x_test)} test examples; backend {args.backend}")
+        if args.backend == "numpy":
+            print(f"CPU kernels: {kernels.cpu_status()}")
+        print()
     schedule = None if args.constant_lr else cosine_schedule(optimizer.lr, args.epochs)
     start = time.perf_counter()
     history = fit(model, loss, optimizer, x_train, y_train, args.epochs, args.batch_size,

@@ -208,8 +208,9 @@ def library():
             _library, _status = False, "off (TINYNET_CPU_KERNELS=0): plain NumPy code"
         else:
             try:
-                path = _build()
-                _library, _status = _load(path), f"on: C kernels from {os.path.basename(path)}"
+                path, compiler = _build()
+                _library = _load(path)
+                _status = f"on: BatchNorm, ReLU, the loss, SGD and the NaN check in C (built with {compiler})"
             except (OSError, RuntimeError, subprocess.SubprocessError) as err:
                 _library, _status = False, f"off ({err}): plain NumPy code"
     return _library or None
@@ -222,7 +223,8 @@ def status():
 
 
 def _build():
-    """Compile SOURCE into the cache folder unless a library built from it is there; its path."""
+    """Compile SOURCE into the cache folder unless a library built from it is there: (its path,
+    the compiler's name)."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not compiler:
         raise RuntimeError("no C compiler found (set CC)")
@@ -230,8 +232,9 @@ def _build():
                                      sys.platform]).encode()).hexdigest()[:16]
     folder = os.environ.get("TINYNET_KERNEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tinynet", "kernels")
     path = os.path.join(folder, f"tinynet-cpu-{key}.so")
+    name = os.path.basename(compiler)
     if os.path.exists(path):
-        return path
+        return path, name
     os.makedirs(folder, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         source = os.path.join(tmp, "kernels.c")
@@ -248,7 +251,7 @@ def _build():
         partial = f"{path}.{os.getpid()}.tmp"
         shutil.copyfile(built, partial)
         os.replace(partial, path)  # atomic: another process never loads half a file
-    return path
+    return path, name
 
 
 def _cpu_name():

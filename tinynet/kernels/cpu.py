@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
 
 # The body is compiled twice: T = float with names ending _f32, T = double with _f64.
 BODY = r"""

@@ -29,9 +29,9 @@ path in ``tests/test_kernels.py``. ``use_fused(False)`` switches them off (for c
 Nothing here imports CuPy until a CuPy array arrives, so NumPy-only installs never touch it.
 
 On NumPy arrays the same question gets the C kernels of :mod:`tinynet.kernels.cpu` (ReLU,
-BatchNorm, the softmax cross-entropy, and ``sgd_update``, SGD's rule over one array), compiled
-on first use with the system's C compiler; without one, ``fused`` answers None and the plain
-code runs. ``use_fused(False)`` switches these off too.
+BatchNorm, the softmax cross-entropy, ``all_finite``, and ``sgd_update``: SGD's rule over one
+array), compiled on first use with the system's C compiler; without one, ``fused`` answers None
+and the plain code runs. ``use_fused(False)`` switches these off too.
 """
 
 import contextlib
@@ -59,18 +59,10 @@ _TABLE = {
     "all_finite": ("optim", "all_finite"),
     "dropout_keep": ("dropout", "keep_mask"),
 }
-# name -> function in cpu_ops: the C kernels for NumPy arrays
-_CPU_TABLE = {
-    "relu_forward": "relu_forward",
-    "relu_backward": "relu_backward",
-    "batchnorm_forward": "batchnorm_forward",
-    "batchnorm_backward": "batchnorm_backward",
-    "softmax_cross_entropy": "softmax_cross_entropy",
-    "softmax_cross_entropy_backward": "softmax_cross_entropy_backward",
-    "sgd_update": "sgd_update",
-    "all_finite": "all_finite",
-}
-NAMES = tuple(_TABLE) + tuple(n for n in _CPU_TABLE if n not in _TABLE)
+# the C kernels for NumPy arrays: functions of these names in cpu_ops
+_CPU_NAMES = ("relu_forward", "relu_backward", "batchnorm_forward", "batchnorm_backward", "softmax_cross_entropy",
+              "softmax_cross_entropy_backward", "sgd_update", "all_finite")
+NAMES = tuple(_TABLE) + tuple(n for n in _CPU_NAMES if n not in _TABLE)
 _FLOAT_CHARS = ("f", "d")  # float32, float64 (dtype.char: dtype.name costs a microsecond)
 
 
@@ -107,7 +99,7 @@ def fused(name, array):
     if not _state.enabled or array.dtype.char not in _FLOAT_CHARS:
         return None
     if type(array) is np.ndarray or isinstance(array, np.generic):  # NumPy (a loss is a NumPy scalar)
-        if name not in _CPU_TABLE or not array.flags.c_contiguous or cpu_library() is None:
+        if name not in _CPU_NAMES or not array.flags.c_contiguous or cpu_library() is None:
             return None
         found = _resolved.get((name, True))
         return found if found is not None else function(name, array)
@@ -123,9 +115,9 @@ def function(name, like=None):
     cpu = type(like) is np.ndarray or isinstance(like, np.generic)
     found = _resolved.get((name, cpu))
     if found is None:
-        if name not in (_CPU_TABLE if cpu else _TABLE):
+        if name not in (_CPU_NAMES if cpu else _TABLE):
             raise ValueError(f"kernels.function: unknown kernel {name!r}; expected one of {NAMES}")
-        module, attr = ("cpu_ops", _CPU_TABLE[name]) if cpu else _TABLE[name]
+        module, attr = ("cpu_ops", name) if cpu else _TABLE[name]
         found = _resolved[name, cpu] = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
     return found
 

@@ -71,8 +71,8 @@ class BatchNorm(Layer):
             )
         # the fused kernels save (x, mean) where the code below saves xhat: only for our own backward,
         # not a subclass's that reads the layout below (a lab's stub)
-        own_backward = type(self).backward is BatchNorm.backward
-        if self.gradient == "simplified" and own_backward and (fused := kernels.fused("batchnorm_forward", x)) is not None:
+        fusable = self.gradient == "simplified" and type(self).backward is BatchNorm.backward
+        if fusable and (fused := kernels.fused("batchnorm_forward", x)) is not None:
             return fused(self, x)  # statistics, running averages and y in two kernels (C: one); saves x, not xhat
         xc, xhat = self._kept_arrays(x)  # (N, C) each, filled below
         mu = x.sum(axis=0) / m  # (C,) the mean; sum is one C call where mean adds Python around it

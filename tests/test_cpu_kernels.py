@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinynet as tn
 from tinynet import kernels
@@ -94,6 +96,21 @@ def test_batchnorm_equals_plain(rng, dtype, shape, zero_first):
     for name, a, b in zip(("y", "dx", "dgamma", "dbeta", "running_mean", "running_var"), fast, plain):
         assert a.dtype == dtype, name
         np.testing.assert_allclose(a, b, **TOL[dtype], err_msg=name)
+
+
+@needs_kernels
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 40), st.integers(1, 70), st.sampled_from([1e-3, 1.0, 1e3]),
+       st.sampled_from([0.0, 5.0, -300.0]))
+def test_batchnorm_equals_plain_over_random_shapes_scales_and_offsets(seed, n, c, scale, offset):
+    """float64, where the plain code is exact enough to be the judge: a large offset against a
+    small spread is where a one-pass variance would fail."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c)) * scale + offset
+    dy = rng.standard_normal((n, c))
+    fast, plain = both(lambda: batchnorm_step(x, dy, True, np.float64))
+    for name, a, b in zip(("y", "dx", "dgamma", "dbeta", "running_mean", "running_var"), fast, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * (1 + np.abs(b).max()), err_msg=name)
 
 
 @needs_kernels
@@ -206,8 +223,8 @@ def test_training_with_kernels_follows_the_plain_run(rng):
 
 
 def run_python(code, **env):
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": ROOT, **env}, timeout=120)
+    env = {**os.environ, "PYTHONPATH": ROOT, **env}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -42,18 +42,18 @@ import tempfile
 # The body is compiled twice: T = float with names ending _f32, T = double with _f64.
 BODY = r"""
 // ReLU. x < 0 is false for NaN, so NaN stays NaN, as in np.maximum(x, 0)
-void NAME(relu_forward)(const T* restrict x, T* restrict y, long n) {
-    for (long i = 0; i < n; ++i) y[i] = x[i] < (T)0 ? (T)0 : x[i];
+void NAME(relu_forward)(const T* restrict x, T* restrict y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; ++i) y[i] = x[i] < (T)0 ? (T)0 : x[i];
 }
 
-void NAME(relu_backward)(const T* restrict y, const T* restrict dy, T* restrict dx, long n) {
-    for (long i = 0; i < n; ++i) dx[i] = dy[i] * (T)(y[i] > (T)0);  // a product: NaN in dy stays NaN
+void NAME(relu_backward)(const T* restrict y, const T* restrict dy, T* restrict dx, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; ++i) dx[i] = dy[i] * (T)(y[i] > (T)0);  // a product: NaN in dy stays NaN
 }
 
 // BatchNorm's training forward over x (n, c), row-major. Loops run along rows, so the inner
 // loop walks c neighbouring columns and vectorises. stats receives mean (c) then inv_std (c).
 // Returns 0, or -1 when the 2c doubles of scratch cannot be had.
-int NAME(bn_forward)(const T* restrict x, long n, long c, const T* restrict gamma, const T* restrict beta,
+int NAME(bn_forward)(const T* restrict x, ptrdiff_t n, ptrdiff_t c, const T* restrict gamma, const T* restrict beta,
                      T eps, T keep, T new_mean, T new_var, T* restrict stats, T* restrict running_mean,
                      T* restrict running_var, T* restrict y) {
     double* restrict mu = malloc(2 * c * sizeof(double));
@@ -61,16 +61,16 @@ int NAME(bn_forward)(const T* restrict x, long n, long c, const T* restrict gamm
     double* restrict m2 = mu + c;
     T* restrict mean = stats;
     T* restrict inv_std = stats + c;
-    for (long j = 0; j < c; ++j) mu[j] = m2[j] = 0.0;
-    for (long i = 0; i < n; ++i)
-        for (long j = 0; j < c; ++j) mu[j] += (double)x[i * c + j];
-    for (long j = 0; j < c; ++j) mu[j] /= (double)n;
-    for (long i = 0; i < n; ++i)  // centred first: two passes, never E[x^2] - E[x]^2
-        for (long j = 0; j < c; ++j) {
+    for (ptrdiff_t j = 0; j < c; ++j) mu[j] = m2[j] = 0.0;
+    for (ptrdiff_t i = 0; i < n; ++i)
+        for (ptrdiff_t j = 0; j < c; ++j) mu[j] += (double)x[i * c + j];
+    for (ptrdiff_t j = 0; j < c; ++j) mu[j] /= (double)n;
+    for (ptrdiff_t i = 0; i < n; ++i)  // centred first: two passes, never E[x^2] - E[x]^2
+        for (ptrdiff_t j = 0; j < c; ++j) {
             const double d = (double)x[i * c + j] - mu[j];
             m2[j] += d * d;
         }
-    for (long j = 0; j < c; ++j) {
+    for (ptrdiff_t j = 0; j < c; ++j) {
         const double var = m2[j] / (double)n;  // biased: this one normalises
         mean[j] = (T)mu[j];
         inv_std[j] = (T)(1.0 / sqrt(var + (double)eps));
@@ -78,8 +78,8 @@ int NAME(bn_forward)(const T* restrict x, long n, long c, const T* restrict gamm
         running_var[j] = running_var[j] * keep + new_var * (T)var;  // new_var = momentum * n / (n - 1)
     }
     free(mu);
-    for (long i = 0; i < n; ++i)
-        for (long j = 0; j < c; ++j) {
+    for (ptrdiff_t i = 0; i < n; ++i)
+        for (ptrdiff_t j = 0; j < c; ++j) {
             const T xhat = (x[i * c + j] - mean[j]) * inv_std[j];  // rounded as the plain code rounds
             y[i * c + j] = xhat * gamma[j] + beta[j];
         }
@@ -89,7 +89,7 @@ int NAME(bn_forward)(const T* restrict x, long n, long c, const T* restrict gamm
 // BatchNorm's simplified backward, xhat recomputed from x and stats (mean, inv_std):
 //   dx = k1 * dy - k2 - xhat * k3,  k1 = gamma * inv_std, k2 = k1 * dbeta / n, k3 = k1 * dgamma / n
 // dgamma and dbeta are written (write_* = 1, right after zero_grad) or added into the gradients.
-int NAME(bn_backward)(const T* restrict dy, const T* restrict x, long n, long c, const T* restrict stats,
+int NAME(bn_backward)(const T* restrict dy, const T* restrict x, ptrdiff_t n, ptrdiff_t c, const T* restrict stats,
                       const T* restrict gamma, T* restrict dgamma, T* restrict dbeta, int write_gamma,
                       int write_beta, T* restrict dx) {
     const T* restrict mean = stats;
@@ -98,14 +98,14 @@ int NAME(bn_backward)(const T* restrict dy, const T* restrict x, long n, long c,
     if (!sum_dy) return -1;
     double* restrict sum_dy_xhat = sum_dy + c;
     T* restrict k = (T*)(sum_dy + 2 * c);
-    for (long j = 0; j < c; ++j) sum_dy[j] = sum_dy_xhat[j] = 0.0;
-    for (long i = 0; i < n; ++i)
-        for (long j = 0; j < c; ++j) {
+    for (ptrdiff_t j = 0; j < c; ++j) sum_dy[j] = sum_dy_xhat[j] = 0.0;
+    for (ptrdiff_t i = 0; i < n; ++i)
+        for (ptrdiff_t j = 0; j < c; ++j) {
             const T g = dy[i * c + j], xhat = (x[i * c + j] - mean[j]) * inv_std[j];
             sum_dy[j] += (double)g;
             sum_dy_xhat[j] += (double)(g * xhat);
         }
-    for (long j = 0; j < c; ++j) {
+    for (ptrdiff_t j = 0; j < c; ++j) {
         const T db = (T)sum_dy[j], dg = (T)sum_dy_xhat[j], k1 = gamma[j] * inv_std[j];
         dbeta[j] = write_beta ? db : dbeta[j] + db;
         dgamma[j] = write_gamma ? dg : dgamma[j] + dg;
@@ -113,8 +113,8 @@ int NAME(bn_backward)(const T* restrict dy, const T* restrict x, long n, long c,
         k[c + j] = k1 * db / (T)n;
         k[2 * c + j] = k1 * dg / (T)n;
     }
-    for (long i = 0; i < n; ++i)
-        for (long j = 0; j < c; ++j) {
+    for (ptrdiff_t i = 0; i < n; ++i)
+        for (ptrdiff_t j = 0; j < c; ++j) {
             const T xhat = (x[i * c + j] - mean[j]) * inv_std[j];
             dx[i * c + j] = k[j] * dy[i * c + j] - k[c + j] - xhat * k[2 * c + j];
         }
@@ -124,39 +124,39 @@ int NAME(bn_backward)(const T* restrict dy, const T* restrict x, long n, long c,
 
 // Softmax cross-entropy over logits (n, c): writes the probabilities, returns the mean loss.
 // Each row is shifted by its maximum first, so exp never overflows.
-double NAME(softmax_ce_forward)(const T* restrict logits, const long long* restrict labels, long n, long c,
+double NAME(softmax_ce_forward)(const T* restrict logits, const int64_t* restrict labels, ptrdiff_t n, ptrdiff_t c,
                                 T* restrict probs) {
     double total = 0.0;
-    for (long i = 0; i < n; ++i) {
+    for (ptrdiff_t i = 0; i < n; ++i) {
         const T* row = logits + i * c;
         T* p = probs + i * c;
         T top = row[0], sum = (T)0;
-        for (long j = 1; j < c; ++j) top = row[j] > top ? row[j] : top;
-        for (long j = 0; j < c; ++j) sum += p[j] = EXP(row[j] - top);
+        for (ptrdiff_t j = 1; j < c; ++j) top = row[j] > top ? row[j] : top;
+        for (ptrdiff_t j = 0; j < c; ++j) sum += p[j] = EXP(row[j] - top);
         total += (double)LOG(sum) - (double)(row[labels[i]] - top);
-        for (long j = 0; j < c; ++j) p[j] /= sum;
+        for (ptrdiff_t j = 0; j < c; ++j) p[j] /= sum;
     }
     return total / (double)n;
 }
 
-void NAME(softmax_ce_backward)(T* restrict probs, const long long* restrict labels, long n, long c, T scale) {
-    for (long i = 0; i < n; ++i) probs[i * c + labels[i]] -= (T)1;
-    for (long i = 0; i < n * c; ++i) probs[i] *= scale;
+void NAME(softmax_ce_backward)(T* restrict probs, const int64_t* restrict labels, ptrdiff_t n, ptrdiff_t c, T scale) {
+    for (ptrdiff_t i = 0; i < n; ++i) probs[i * c + labels[i]] -= (T)1;
+    for (ptrdiff_t i = 0; i < n * c; ++i) probs[i] *= scale;
 }
 
 // 1 when an element is NaN or Inf: its exponent bits all set. An integer OR, which vectorises
 // where a floating-point sum would not (its order is fixed without -ffast-math).
-int NAME(any_nonfinite)(const UINT* restrict bits, long n) {
+int NAME(any_nonfinite)(const UINT* restrict bits, ptrdiff_t n) {
     UINT found = 0;
-    for (long i = 0; i < n; ++i) found |= (UINT)((bits[i] & EXPONENT) == EXPONENT);
+    for (ptrdiff_t i = 0; i < n; ++i) found |= (UINT)((bits[i] & EXPONENT) == EXPONENT);
     return found != 0;
 }
 
 // SGD, PyTorch's rule, one pass: g = grad + wd * p; b = momentum * b + g;
 // g = nesterov ? g + momentum * b : b; p -= lr * g. Needs the momentum buffer made (when momentum > 0).
-void NAME(sgd_update)(T* restrict p, const T* restrict grad, T* restrict buf, long n,
+void NAME(sgd_update)(T* restrict p, const T* restrict grad, T* restrict buf, ptrdiff_t n,
                       T lr, T momentum, T weight_decay, int nesterov) {
-    for (long i = 0; i < n; ++i) {
+    for (ptrdiff_t i = 0; i < n; ++i) {
         T g = grad[i];
         if (weight_decay != (T)0) g = g + weight_decay * p[i];
         if (momentum != (T)0) {
@@ -170,7 +170,7 @@ void NAME(sgd_update)(T* restrict p, const T* restrict grad, T* restrict buf, lo
 """
 
 SOURCE = "\n".join([
-    "#include <math.h>", "#include <stdint.h>", "#include <stdlib.h>",
+    "#include <math.h>", "#include <stddef.h>", "#include <stdint.h>", "#include <stdlib.h>",
     "#define T float", "#define NAME(f) f##_f32", "#define EXP expf", "#define LOG logf",
     "#define UINT uint32_t", "#define EXPONENT 0x7f800000u", BODY,
     "#undef T", "#undef NAME", "#undef EXP", "#undef LOG", "#undef UINT", "#undef EXPONENT",
@@ -181,7 +181,7 @@ FLAGS = ["-O3", "-std=c99", "-ffp-contract=off", "-shared", "-fPIC"]
 NATIVE = ["-march=native"]  # tried first; a compiler that refuses it builds without
 
 _P = ctypes.c_void_p
-_L, _I, _D = ctypes.c_long, ctypes.c_int, ctypes.c_double
+_L, _I, _D = ctypes.c_ssize_t, ctypes.c_int, ctypes.c_double  # _L: ptrdiff_t
 # kernel -> (argument types, with "T" for a scalar of the array dtype; result type)
 SIGNATURES = {
     "relu_forward": ([_P, _P, _L], None),
@@ -229,7 +229,8 @@ def _build():
         raise RuntimeError("no C compiler found (set CC)")
     key = hashlib.sha256("\0".join([SOURCE, compiler, *FLAGS, *NATIVE, platform.machine(), _cpu_name(),
                                      sys.platform]).encode()).hexdigest()[:16]
-    folder = os.environ.get("TINYNET_KERNEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tinynet", "kernels")
+    folder = os.environ.get("TINYNET_KERNEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tinynet",
+                                                                     "kernels")
     path = os.path.join(folder, f"tinynet-cpu-{key}.so")
     name = os.path.basename(compiler)
     if os.path.exists(path):

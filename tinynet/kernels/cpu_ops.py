@@ -29,7 +29,8 @@ def _kernel(name, dtype):
 
 def _own(a, dtype, shape):
     """True if a kernel may write ``a`` in place as an array of ``dtype`` and ``shape``."""
-    return type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable and a.dtype == dtype and a.shape == shape
+    return (type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable
+            and a.dtype == dtype and a.shape == shape)
 
 
 def relu_forward(x):

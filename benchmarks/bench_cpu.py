@@ -272,6 +272,7 @@ def machine():
         "numpy": np.__version__,
         "blas": blas_name(),
         "threads": ARGS.threads,
+        "cpu_kernels": tn.kernels.cpu_status(),  # tinynet's C kernels on or off (tinynet/kernels/cpu.py)
     }
 
 
@@ -293,6 +294,7 @@ def main():
     info["torch"] = None if torch is None else torch.__version__
     print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs; Python {info['python']}, NumPy "
           f"{info['numpy']} ({info['blas']}), torch {info['torch']}; {ARGS.threads} threads each")
+    print(f"tinynet's CPU kernels: {info['cpu_kernels']}")
     print(f"load average before: {os.getloadavg()[0]:.2f}\n")
     (x, y), (x_test, y_test) = load_data(ARGS.train_size)
     results = {"machine": info, "load_before": os.getloadavg(), "configs": [], "gemm_peaks": []}
@@ -370,7 +372,8 @@ def render(results):
     lines.append(f"\nmedians of {ARGS.rounds} rounds of one epoch each, the frameworks taking turns in "
                  f"{ARGS.blocks} blocks per epoch (ratio: median of the per-round ratios); GEMM peak "
                  f"{peak:.0f} GFLOP/s (best 2048^3 float32 product in this run, measured before and after every round); {ARGS.threads} threads each; "
-                 f"load average {results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after")
+                 f"load average {results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after; "
+                 f"tinynet's CPU kernels {results['machine']['cpu_kernels'].split(':')[0]}")
     if "rss_mib" in results:
         lines.append(f"peak RSS, one fresh process each (default MLP (256, 128), one epoch of {ARGS.train_size} images; "
                      "the CLI: python -m tinynet train --epochs 1): " +

@@ -177,7 +177,7 @@ def main():
     columns = {name: ({part: float(np.median([r[0][part] for r in rs])) for part in PARTS},
                       float(np.median([r[1] for r in rs]))) for name, rs in runs.items()}
     print(f"(hidden, batch) = ({ARGS.hidden}, {ARGS.batch}), {len(batches)} steps, {ARGS.threads} threads; "
-          f"microseconds per step, medians of {ARGS.repeats}")
+          f"microseconds per step, medians of {ARGS.repeats}; tinynet's CPU kernels {tn.kernels.cpu_status().split(':')[0]}")
     print("| part | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for part in PARTS:

@@ -2,7 +2,7 @@
 
 Each layer runs once with the kernels (the default where a C compiler is found) and once under
 ``use_fused(False)`` (the plain code, the reference); the two must agree: bit for bit where the
-kernel rounds as the plain code does (ReLU, SGD), to a few ulps where it sums in double
+kernel rounds as the plain code does (ReLU, SGD, Adam), to a few ulps where it sums in double
 (BatchNorm, the loss).
 """
 
@@ -183,6 +183,29 @@ def test_sgd_equals_plain_bit_for_bit(rng, momentum, nesterov, weight_decay, fla
                 p.grad += g
             opt.step()
         return [p.data.copy() for p in params] + [s.get("momentum_buffer", np.zeros(0)).copy() for s in opt.state]
+
+    for a, b in zip(*both(run)):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+@pytest.mark.parametrize("flat", [True, False])
+def test_adam_equals_plain_bit_for_bit(rng, dtype, weight_decay, flat):
+    shapes = [(7, 5), (300,)]
+    start = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(dtype) * 10.0**k for s in shapes] for k in (-3, 0, 2, -1)]
+
+    def run():
+        params = [tn.Parameter(a.copy()) for a in start]
+        opt = tn.Adam(params, lr=0.01, weight_decay=weight_decay, flat=flat)
+        for step in grads:
+            opt.zero_grad()
+            for p, g in zip(params, step):
+                p.grad += g
+            opt.step()
+        return [p.data.copy() for p in params] + [s[k].copy() for s in opt.state for k in ("m", "v")]
 
     for a, b in zip(*both(run)):
         np.testing.assert_array_equal(a, b)

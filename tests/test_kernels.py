@@ -34,7 +34,7 @@ def test_numpy_arrays_get_only_the_cpu_kernels():
         assert cpu == set()
     else:  # never a CuPy one (those import cupy); the GEMM stays NumPy's (OpenBLAS)
         assert cpu == {"relu_forward", "relu_backward", "batchnorm_forward", "batchnorm_backward",
-                       "softmax_cross_entropy", "softmax_cross_entropy_backward", "sgd_update", "all_finite"}
+                       "softmax_cross_entropy", "softmax_cross_entropy_backward", "sgd_update", "adam_update", "all_finite"}
     assert all(kernels.fused(name, np.zeros((3, 2), np.float32).T) is None for name in kernels.NAMES)
     assert all(kernels.fused(name, np.zeros(3, np.int64)) is None for name in kernels.NAMES)
     with kernels.use_fused(False):

@@ -29,8 +29,8 @@ path in ``tests/test_kernels.py``. ``use_fused(False)`` switches them off (for c
 Nothing here imports CuPy until a CuPy array arrives, so NumPy-only installs never touch it.
 
 On NumPy arrays the same question gets the C kernels of :mod:`tinynet.kernels.cpu` (ReLU,
-BatchNorm, the softmax cross-entropy, ``all_finite``, and ``sgd_update``: SGD's rule over one
-array), compiled on first use with the system's C compiler; without one, ``fused`` answers None
+BatchNorm, the softmax cross-entropy, ``all_finite``, and ``sgd_update`` / ``adam_update``: an
+optimizer's rule over one array), compiled on first use with the system's C compiler; without one, ``fused`` answers None
 and the plain code runs. ``use_fused(False)`` switches these off too.
 """
 
@@ -61,7 +61,7 @@ _TABLE = {
 }
 # the C kernels for NumPy arrays: functions of these names in cpu_ops
 _CPU_NAMES = ("relu_forward", "relu_backward", "batchnorm_forward", "batchnorm_backward", "softmax_cross_entropy",
-              "softmax_cross_entropy_backward", "sgd_update", "all_finite")
+              "softmax_cross_entropy_backward", "sgd_update", "adam_update", "all_finite")
 NAMES = tuple(_TABLE) + tuple(n for n in _CPU_NAMES if n not in _TABLE)
 _FLOAT_CHARS = ("f", "d")  # float32, float64 (dtype.char: dtype.name costs a microsecond)
 

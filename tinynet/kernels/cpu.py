@@ -1,4 +1,4 @@
-"""Fused CPU kernels in C: BatchNorm, ReLU, the softmax cross-entropy and SGD, one pass or two each.
+"""Fused CPU kernels in C: BatchNorm, ReLU, the softmax cross-entropy, SGD and Adam, one pass or two each.
 
 The plain NumPy code in ``tinynet/layers`` stays the reference and what a student reads. NumPy
 runs each ``-``, ``*`` or ``.sum()`` as its own pass over memory, so BatchNorm costs six passes
@@ -19,6 +19,7 @@ softmax_ce_forward    loss and probabilities, row by row           1
 softmax_ce_backward   ``(probs - onehot) * dloss / N`` in place    1
 sgd_update            ``SGD.update`` (momentum, Nesterov, decay)   1 instead of 4
 any_nonfinite         fit's NaN/Inf check of the gradients         1
+adam_update           ``Adam.update``                              1 instead of 10
 ====================  ===========================================  ==============
 
 They are compiled on first use with the system's C compiler (``$CC``, else ``cc``) into a
@@ -167,17 +168,31 @@ void NAME(sgd_update)(T* restrict p, const T* restrict grad, T* restrict buf, pt
         p[i] = p[i] - lr * g;
     }
 }
+
+// Adam, the plain code's rule and roundings: m = b1 * m + c1 * g; v = b2 * v + c2 * (g * g);
+// p -= step_size * m / (sqrt(v) / root_correction + eps), with c1 = 1 - b1, c2 = 1 - b2.
+void NAME(adam_update)(T* restrict p, const T* restrict grad, T* restrict m, T* restrict v, ptrdiff_t n,
+                       T b1, T c1, T b2, T c2, T step_size, T root_correction, T eps, T weight_decay) {
+    for (ptrdiff_t i = 0; i < n; ++i) {
+        T g = grad[i];
+        if (weight_decay != (T)0) g = g + weight_decay * p[i];
+        const T mi = m[i] * b1 + c1 * g, vi = v[i] * b2 + c2 * (g * g);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] - step_size * mi / (SQRT(vi) / root_correction + eps);
+    }
+}
 """
 
 SOURCE = "\n".join([
     "#include <math.h>", "#include <stddef.h>", "#include <stdint.h>", "#include <stdlib.h>",
-    "#define T float", "#define NAME(f) f##_f32", "#define EXP expf", "#define LOG logf",
+    "#define T float", "#define NAME(f) f##_f32", "#define EXP expf", "#define LOG logf", "#define SQRT sqrtf",
     "#define UINT uint32_t", "#define EXPONENT 0x7f800000u", BODY,
-    "#undef T", "#undef NAME", "#undef EXP", "#undef LOG", "#undef UINT", "#undef EXPONENT",
-    "#define T double", "#define NAME(f) f##_f64", "#define EXP exp", "#define LOG log",
+    "#undef T", "#undef NAME", "#undef EXP", "#undef LOG", "#undef SQRT", "#undef UINT", "#undef EXPONENT",
+    "#define T double", "#define NAME(f) f##_f64", "#define EXP exp", "#define LOG log", "#define SQRT sqrt",
     "#define UINT uint64_t", "#define EXPONENT 0x7ff0000000000000ull", BODY,
 ])
-FLAGS = ["-O3", "-std=c99", "-ffp-contract=off", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-std=c99", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC"]  # no errno: sqrt vectorises
 NATIVE = ["-march=native"]  # tried first; a compiler that refuses it builds without
 
 _P = ctypes.c_void_p
@@ -192,6 +207,7 @@ SIGNATURES = {
     "softmax_ce_backward": ([_P, _P, _L, _L, "T"], None),
     "sgd_update": ([_P, _P, _P, _L, "T", "T", "T", _I], None),
     "any_nonfinite": ([_P, _L], _I),
+    "adam_update": ([_P, _P, _P, _P, _L] + ["T"] * 8, None),
 }
 
 _library = None

@@ -133,6 +133,19 @@ def sgd_update(opt, data, grad, state):
     return None
 
 
+def adam_update(opt, data, grad, state, step_size, root_correction):
+    """Adam's rule over ``data`` in one pass; NotImplemented (nothing changed) where the kernel
+    cannot take the arrays."""
+    m, v = state["m"], state["v"]
+    if not (all(_own(a, data.dtype, data.shape) for a in (data, m, v)) and type(grad) is np.ndarray
+            and grad.flags.c_contiguous and grad.dtype == data.dtype and grad.shape == data.shape):
+        return NotImplemented
+    b1, b2 = opt.betas
+    _kernel("adam_update", data.dtype)(_ptr(data), _ptr(grad), _ptr(m), _ptr(v), data.size, b1, 1 - b1, b2, 1 - b2,
+                                       step_size, root_correction, opt.eps, opt.weight_decay)
+    return None
+
+
 def all_finite(loss_value, params):
     """True when the loss and every ``p.grad`` are finite: one pass over the gradients (over the
     flat array they are views of, once the optimizer packed them). NotImplemented for gradients

@@ -44,7 +44,7 @@ def both(run):
 @pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler on this machine")
 def test_kernels_are_built_where_a_compiler_is_found():
     assert kernels.cpu_library() is not None, kernels.cpu_status()
-    assert kernels.cpu_status().startswith("on: BatchNorm, ReLU, the loss, SGD and the NaN check in C (built with ")
+    assert kernels.cpu_status().startswith("on: BatchNorm, ReLU, the loss, SGD, Adam and the NaN check in C (built with ")
 
 
 @needs_kernels

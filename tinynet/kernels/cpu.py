@@ -225,7 +225,7 @@ def library():
             try:
                 path, compiler = _build()
                 _library = _load(path)
-                _status = f"on: BatchNorm, ReLU, the loss, SGD and the NaN check in C (built with {compiler})"
+                _status = f"on: BatchNorm, ReLU, the loss, SGD, Adam and the NaN check in C (built with {compiler})"
             except (OSError, RuntimeError, subprocess.SubprocessError) as err:
                 _library, _status = False, f"off ({err}): plain NumPy code"
     return _library or None

@@ -271,10 +271,12 @@ def _build():
 
 
 def _cpu_name():
-    """The processor's model name, part of the cache key: -march=native code runs only there."""
+    """The processor's model name and instruction-set flags, part of the cache key: code built with
+    -march=native runs only there (a home folder shared by several machines keeps one build each)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith("model name")), "")
+            first = f.read().split("\n\n")[0].splitlines()  # the first processor's block
+        return "\n".join(line for line in first if line.startswith(("model name", "flags")))
     except OSError:
         return platform.processor()
 

@@ -130,3 +130,22 @@ def test_float32_training_matches_float64_closely(rng):
         out[dtype] = (y, layer.backward(dy.astype(dtype)))
     for a, b in zip(out[np.float32], out[np.float64]):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_a_subclass_with_its_own_backward_gets_the_plain_saved_layout(xp, backend, rng):
+    """A lab's stub subclasses BatchNorm, overrides backward and reads (batch_stats, xhat, inv_std,
+    xc): the forward must then run the plain code on every backend, not a fused kernel (CuPy's or
+    the C one), which saves (x, mean, inv_std) instead."""
+
+    class StubBatchNorm(tn.BatchNorm):
+        def backward(self, dy):
+            batch_stats, xhat, inv_std, xc = self.saved()
+            return dy * inv_std
+
+    layer = StubBatchNorm(3, dtype=np.float64).to(backend)
+    x = xp.asarray(rng.standard_normal((8, 3)) * 2 + 1)
+    layer.forward(x)
+    batch_stats, xhat, inv_std, xc = layer.saved()
+    assert batch_stats is True
+    np.testing.assert_allclose(tn.to_numpy(xhat).mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(tn.to_numpy(xc), tn.to_numpy(x - x.mean(axis=0)), atol=1e-12)

@@ -66,6 +66,21 @@ def test_relu_equals_plain_bit_for_bit(rng, dtype, shape):
     assert y.dtype == dx.dtype == dtype
 
 
+@needs_kernels
+def test_relu_backward_keeps_the_dtype_of_dy_as_the_plain_code_does(rng):
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    dy = rng.standard_normal((4, 6))  # float64 from upstream
+
+    def run():
+        relu = tn.ReLU()
+        relu.forward(x)
+        return relu.backward(dy)
+
+    dx, dx_plain = both(run)
+    assert dx.dtype == dx_plain.dtype == np.float64
+    np.testing.assert_array_equal(dx, dx_plain)
+
+
 def batchnorm_step(x, dy, zero_first, dtype):
     """One training forward and backward of a BatchNorm with uneven gamma, beta and running stats;
     without ``zero_first`` the gradients already hold a value the backward must add to."""

@@ -40,10 +40,9 @@ def relu_forward(x):
 
 
 def relu_backward(y, dy):
-    y = np.ascontiguousarray(y)
-    dy = np.ascontiguousarray(dy, dtype=y.dtype)
-    dx = np.empty_like(y)
-    _kernel("relu_backward", y.dtype)(_ptr(y), _ptr(dy), _ptr(dx), y.size)
+    y = np.ascontiguousarray(y, dtype=dy.dtype)  # the plain dy * (y > 0) has dy's dtype
+    dx = np.empty_like(dy)
+    _kernel("relu_backward", dy.dtype)(_ptr(y), _ptr(dy), _ptr(dx), dy.size)
     return dx
 
 

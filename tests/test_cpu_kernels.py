@@ -42,6 +42,7 @@ def both(run):
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler on this machine")
+@pytest.mark.skipif(os.environ.get("TINYNET_CPU_KERNELS") == "0", reason="switched off by TINYNET_CPU_KERNELS=0")
 def test_kernels_are_built_where_a_compiler_is_found():
     assert kernels.cpu_library() is not None, kernels.cpu_status()
     assert kernels.cpu_status().startswith("on: BatchNorm, ReLU, the loss, SGD, Adam and the NaN check in C (built with ")
@@ -261,7 +262,7 @@ def test_training_with_kernels_follows_the_plain_run(rng):
 
 
 def run_python(code, **env):
-    env = {**os.environ, "PYTHONPATH": ROOT, **env}
+    env = {**{k: v for k, v in os.environ.items() if k != "TINYNET_CPU_KERNELS"}, "PYTHONPATH": ROOT, **env}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -6,8 +6,9 @@ Backward only: one forward, then each timed call re-installs the same saved valu
 and runs backward. The two forms alternate call by call (so a change in machine load
 hits both alike), after warm-up calls; the median is reported, and on CuPy every
 call is synchronised. Without --backend, times NumPy, and CuPy too where a GPU is found.
-Both forms run as the plain NumPy-API code; on CuPy a third column times the fused
-kernels that the simplified form uses in training there.
+Both forms run as the plain NumPy-API code; a third column times the fused kernels that
+the simplified form uses in training: CuPy's on a GPU, the C kernels on NumPy where they
+were built (tinynet/kernels/cpu.py).
 """
 
 import os
@@ -63,11 +64,13 @@ def synchronize(xp):
 def variants(xp):
     """What is timed: (label, BatchNorm gradient form, fused kernels on?).
 
-    Both forms run as the plain NumPy-API code that the docs derive; on CuPy the simplified
-    form is also timed as the fused kernels that training uses there (tinynet.kernels).
+    Both forms run as the plain NumPy-API code that the docs derive; the simplified form is
+    also timed as the fused kernels that training uses (tinynet.kernels): CuPy's, or on NumPy
+    the C kernels where they could be built.
     """
     plain = [("paper", "paper", False), ("simplified", "simplified", False)]
-    return plain if xp is np else plain + [("fused", "simplified", True)]
+    has_fused = xp is not np or kernels.cpu_library() is not None
+    return plain + [("fused", "simplified", True)] if has_fused else plain
 
 
 def time_backward(n, c, xp, dtype, repeat, warmup, rng):
@@ -125,7 +128,7 @@ def run(args):
         load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
         print(f"\nBatchNorm backward on {backend}, {args.dtype}: median of {args.repeat} calls after "
               f"{args.warmup} warm-up calls{load}")
-        fused = xp is not np
+        fused = any(on for _, _, on in variants(xp))
         head = (f"{'N':>6} {'C':>6}  {'paper (ms)':>11}  {'simplified (ms)':>15}  {'paper/simplified':>16}  {'faster':>10}"
                 + (f"  {'fused (ms)':>10}  {'paper/fused':>11}" if fused else "") + f"  {'max |diff| / max |dx|':>21}")
         print(head)

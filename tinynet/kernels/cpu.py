@@ -251,7 +251,6 @@ def _build():
     name = os.path.basename(compiler)
     if os.path.exists(path):
         return path, name
-    os.makedirs(folder, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         source = os.path.join(tmp, "kernels.c")
         with open(source, "w") as f:
@@ -264,9 +263,14 @@ def _build():
                 break
         else:
             raise RuntimeError(f"{compiler} failed: {done.stderr.strip()[:300]}")
-        partial = f"{path}.{os.getpid()}.tmp"
-        shutil.copyfile(built, partial)
-        os.replace(partial, path)  # atomic: another process never loads half a file
+        try:
+            os.makedirs(folder, exist_ok=True)
+            partial = f"{path}.{os.getpid()}.tmp"
+            shutil.copyfile(built, partial)
+            os.replace(partial, path)  # atomic: another process never loads half a file
+        except OSError:  # a cache we cannot write (read-only home): a private folder, for this process
+            path = os.path.join(tempfile.mkdtemp(prefix="tinynet-kernels-"), os.path.basename(path))
+            shutil.copyfile(built, path)
     return path, name
 
 

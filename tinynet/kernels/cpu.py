@@ -23,8 +23,8 @@ adam_update           ``Adam.update``                              1 instead of 
 ====================  ===========================================  ==============
 
 They are compiled on first use with the system's C compiler (``$CC``, else ``cc``) into a
-cache folder (``$TINYNET_KERNEL_CACHE``, else ``~/.cache/tinynet/kernels``) and loaded with
-ctypes: no package to install. Without a compiler, or with ``TINYNET_CPU_KERNELS=0`` in the
+cache folder (``$TINYNET_KERNEL_CACHE``, else ``~/.cache/tinynet/kernels``; a private temporary
+folder where that cannot be written) and loaded with ctypes: no package to install. Without a compiler, or with ``TINYNET_CPU_KERNELS=0`` in the
 environment, :func:`library` returns None and every layer runs its plain NumPy code;
 :func:`status` says which. Each kernel is tested equal to the plain code in
 ``tests/test_cpu_kernels.py``.

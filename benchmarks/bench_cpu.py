@@ -154,12 +154,11 @@ class TorchTrainer:
     """The same MLP in PyTorch (BatchNorm1d's conventions are tinynet's), eager mode, its defaults."""
 
     def __init__(self, torch, sizes, batch, weights_from):
+        from gpu_check import torch_mlp  # the network gpu_check and the profiles build; benchmarks/ is on sys.path
+
         nn = torch.nn
-        layers = []
-        for a, b in zip(sizes[:-2], sizes[1:-1]):
-            layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU()]
-        layers.append(nn.Linear(sizes[-2], sizes[-1]))
-        self.model = nn.Sequential(*layers)
+        features, hidden, _, classes = sizes  # 784-H-H-10, as every configuration here
+        self.model = torch_mlp(nn, hidden, features, classes)
         # start from tinynet's initial weights: both runs then train the same network
         linears = [m for m in self.model if isinstance(m, nn.Linear)]
         with torch.no_grad():

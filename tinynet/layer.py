@@ -119,6 +119,16 @@ class Parameter:
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
 
 
+def write_or_add(grad, value, overwrite):
+    """``grad[...] = value`` right after ``zero_grad`` (``overwrite``), else ``grad += value``: what
+    a fused function does with a gradient its kernel could not write in place (unusual arrays;
+    see ``Parameter.grad_to_write``)."""
+    if overwrite:
+        grad[...] = value
+    else:
+        grad += value
+
+
 class Layer:
     """Base class: ``layer(x)`` calls ``forward(x)``; ``backward(dy)`` returns dx.
 

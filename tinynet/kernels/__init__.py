@@ -30,8 +30,8 @@ Nothing here imports CuPy until a CuPy array arrives, so NumPy-only installs nev
 
 On NumPy arrays the same question gets the C kernels of :mod:`tinynet.kernels.cpu` (ReLU,
 BatchNorm, the softmax cross-entropy, ``all_finite``, and ``sgd_update`` / ``adam_update``: an
-optimizer's rule over one array), compiled on first use with the system's C compiler; without one, ``fused`` answers None
-and the plain code runs. ``use_fused(False)`` switches these off too.
+optimizer's rule over one array), compiled on first use with the system's C compiler; without
+one, ``fused`` answers None and the plain code runs. ``use_fused(False)`` switches these off too.
 """
 
 import contextlib
@@ -42,6 +42,7 @@ import numpy as np
 
 from ..backend import backend_name
 from .cpu import library as cpu_library
+from .cpu import status as _cpu_status
 
 __all__ = ["fused", "function", "use_fused", "fused_enabled", "capturing", "cpu_status", "NAMES"]
 
@@ -101,8 +102,7 @@ def fused(name, array):
     if type(array) is np.ndarray or isinstance(array, np.generic):  # NumPy (a loss is a NumPy scalar)
         if name not in _CPU_NAMES or not array.flags.c_contiguous or cpu_library() is None:
             return None
-        found = _resolved.get((name, True))
-        return found if found is not None else function(name, array)
+        return function(name, array)
     if backend_name(array) != "cupy" or name not in _TABLE:
         return None
     return function(name)
@@ -124,9 +124,7 @@ def function(name, like=None):
 
 def cpu_status():
     """A line saying whether the C kernels for NumPy arrays are in use, and if not, why."""
-    from .cpu import status
-
-    return status()
+    return _cpu_status()
 
 
 def fused_enabled():

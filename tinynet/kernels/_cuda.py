@@ -158,16 +158,6 @@ def _no_partials(device_id):
     return cupy.empty(0, np.float64)  # size 0: no memory behind it, so safe to keep across captures
 
 
-def write_or_add(grad, value, overwrite):
-    """``grad[...] = value`` right after ``zero_grad`` (``overwrite``), else ``grad += value``: what
-    a fused function does with a gradient its kernel could not write in place (unusual arrays;
-    see ``Parameter.grad_to_write``)."""
-    if overwrite:
-        grad[...] = value
-    else:
-        grad += value
-
-
 def contiguous(*arrays):
     """The arrays, C-contiguous (a copy only where one is not)."""
     return tuple(a if a.flags.c_contiguous else cupy.ascontiguousarray(a) for a in arrays)

@@ -31,8 +31,9 @@ and ``bn_grad_sums``, run over chunks of rows in parallel and ``bn_stats_merge``
 import cupy
 import numpy as np
 
+from ..layer import write_or_add
 from ._cuda import (BLOCK_COLUMN_TOTAL, FOUR, column_chunks, contiguous, flat_grid, in_fours, kernel, partial_sums,
-                    row_launch, scalar, write_or_add)
+                    row_launch, scalar)
 
 SOURCE = BLOCK_COLUMN_TOTAL + FOUR + r"""
 // Column reductions: x is (n, c), row-major. A block of 32 x 32 threads owns 32 columns and one

@@ -87,14 +87,12 @@ int NAME(bn_forward)(const T* restrict x, ptrdiff_t n, ptrdiff_t c, const T* res
     return 0;
 }
 
-// BatchNorm's simplified backward, xhat recomputed from x and stats (mean, inv_std):
+// BatchNorm's simplified backward, xhat recomputed from x, mean and inv_std:
 //   dx = k1 * dy - k2 - xhat * k3,  k1 = gamma * inv_std, k2 = k1 * dbeta / n, k3 = k1 * dgamma / n
 // dgamma and dbeta are written (write_* = 1, right after zero_grad) or added into the gradients.
-int NAME(bn_backward)(const T* restrict dy, const T* restrict x, ptrdiff_t n, ptrdiff_t c, const T* restrict stats,
-                      const T* restrict gamma, T* restrict dgamma, T* restrict dbeta, int write_gamma,
-                      int write_beta, T* restrict dx) {
-    const T* restrict mean = stats;
-    const T* restrict inv_std = stats + c;
+int NAME(bn_backward)(const T* restrict dy, const T* restrict x, ptrdiff_t n, ptrdiff_t c, const T* restrict mean,
+                      const T* restrict inv_std, const T* restrict gamma, T* restrict dgamma, T* restrict dbeta,
+                      int write_gamma, int write_beta, T* restrict dx) {
     double* restrict sum_dy = malloc(2 * c * sizeof(double) + 3 * c * sizeof(T));
     if (!sum_dy) return -1;
     double* restrict sum_dy_xhat = sum_dy + c;
@@ -202,7 +200,7 @@ SIGNATURES = {
     "relu_forward": ([_P, _P, _L], None),
     "relu_backward": ([_P, _P, _P, _L], None),
     "bn_forward": ([_P, _L, _L, _P, _P, "T", "T", "T", "T", _P, _P, _P, _P], _I),
-    "bn_backward": ([_P, _P, _L, _L, _P, _P, _P, _P, _I, _I, _P], _I),
+    "bn_backward": ([_P, _P, _L, _L, _P, _P, _P, _P, _P, _I, _I, _P], _I),
     "softmax_ce_forward": ([_P, _P, _L, _L, _P], _D),
     "softmax_ce_backward": ([_P, _P, _L, _L, "T"], None),
     "sgd_update": ([_P, _P, _P, _L, "T", "T", "T", _I], None),

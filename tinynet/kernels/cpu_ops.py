@@ -9,6 +9,8 @@ import ctypes
 
 import numpy as np
 
+from ..layer import write_or_add
+from ..nonfinite import gradient_arrays
 from .cpu import library
 
 
@@ -27,10 +29,14 @@ def _kernel(name, dtype):
     return library()[name, dtype.char]
 
 
+def _fits(a, dtype, shape):
+    """True if a kernel may read ``a`` as a C-contiguous NumPy array of ``dtype`` and ``shape``."""
+    return type(a) is np.ndarray and a.flags.c_contiguous and a.dtype == dtype and a.shape == shape
+
+
 def _own(a, dtype, shape):
-    """True if a kernel may write ``a`` in place as an array of ``dtype`` and ``shape``."""
-    return (type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable
-            and a.dtype == dtype and a.shape == shape)
+    """True if a kernel may also write ``a`` in place."""
+    return _fits(a, dtype, shape) and a.flags.writeable
 
 
 def relu_forward(x):
@@ -74,7 +80,6 @@ def batchnorm_backward(layer, dy, x, mean, inv_std):
     dtype = x.dtype
     dy = np.ascontiguousarray(dy, dtype=dtype)
     n, c = dy.shape
-    stats = mean.base if mean.base is not None and mean.base is inv_std.base else np.concatenate([mean, inv_std])
     gamma = np.ascontiguousarray(layer.gamma.data, dtype=dtype)
     (gamma_grad, write_gamma), (beta_grad, write_beta) = layer.gamma.grad_to_write(), layer.beta.grad_to_write()
     gg, bg = gamma_grad, beta_grad
@@ -82,14 +87,12 @@ def batchnorm_backward(layer, dy, x, mean, inv_std):
     if not in_place:  # the sums into fresh arrays, then written or added as the plain code would
         gg, bg = np.empty(c, dtype), np.empty(c, dtype)
     dx = np.empty_like(dy)
-    _check(_kernel("bn_backward", dtype)(_ptr(dy), _ptr(x), n, c, _ptr(stats), _ptr(gamma), _ptr(gg), _ptr(bg),
-                                         int(write_gamma or not in_place), int(write_beta or not in_place), _ptr(dx)))
+    _check(_kernel("bn_backward", dtype)(_ptr(dy), _ptr(x), n, c, _ptr(mean), _ptr(inv_std), _ptr(gamma), _ptr(gg),
+                                         _ptr(bg), int(write_gamma or not in_place), int(write_beta or not in_place),
+                                         _ptr(dx)))
     if not in_place:
-        for grad, value, write in ((gamma_grad, gg, write_gamma), (beta_grad, bg, write_beta)):
-            if write:
-                grad[...] = value
-            else:
-                grad += value
+        write_or_add(gamma_grad, gg, write_gamma)
+        write_or_add(beta_grad, bg, write_beta)
     return dx
 
 
@@ -124,8 +127,7 @@ def sgd_update(opt, data, grad, state):
         return NotImplemented
     buf = data if buf is None else buf  # not read without momentum
     if not (_own(data, data.dtype, data.shape) and _own(buf, data.dtype, data.shape)
-            and type(grad) is np.ndarray and grad.flags.c_contiguous and grad.dtype == data.dtype
-            and grad.shape == data.shape):
+            and _fits(grad, data.dtype, data.shape)):
         return NotImplemented
     _kernel("sgd_update", data.dtype)(_ptr(data), _ptr(grad), _ptr(buf), data.size,
                                       opt.lr, opt.momentum, opt.weight_decay, int(opt.nesterov))
@@ -136,8 +138,7 @@ def adam_update(opt, data, grad, state, step_size, root_correction):
     """Adam's rule over ``data`` in one pass; NotImplemented (nothing changed) where the kernel
     cannot take the arrays."""
     m, v = state["m"], state["v"]
-    if not (all(_own(a, data.dtype, data.shape) for a in (data, m, v)) and type(grad) is np.ndarray
-            and grad.flags.c_contiguous and grad.dtype == data.dtype and grad.shape == data.shape):
+    if not (all(_own(a, data.dtype, data.shape) for a in (data, m, v)) and _fits(grad, data.dtype, data.shape)):
         return NotImplemented
     b1, b2 = opt.betas
     _kernel("adam_update", data.dtype)(_ptr(data), _ptr(grad), _ptr(m), _ptr(v), data.size, b1, 1 - b1, b2, 1 - b2,
@@ -149,11 +150,9 @@ def all_finite(loss_value, params):
     """True when the loss and every ``p.grad`` are finite: one pass over the gradients (over the
     flat array they are views of, once the optimizer packed them). NotImplemented for gradients
     the kernel cannot read (not contiguous, another dtype)."""
-    from ..nonfinite import gradient_arrays
-
     dtype = np.asarray(loss_value).dtype
     grads = gradient_arrays(params)
-    if not all(type(g) is np.ndarray and g.flags.c_contiguous and g.dtype == dtype for g in grads):
+    if not all(_fits(g, dtype, g.shape) for g in grads):
         return NotImplemented
     if not np.isfinite(loss_value):
         return False

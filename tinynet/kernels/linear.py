@@ -12,8 +12,9 @@ step be captured as a CUDA graph (see :mod:`tinynet.cuda_graph`).
 import cupy
 import numpy as np
 
+from ..layer import write_or_add
 from . import blas
-from ._cuda import BLOCK_COLUMN_TOTAL, column_chunks, contiguous, flat_grid, kernel, partial_sums, write_or_add
+from ._cuda import BLOCK_COLUMN_TOTAL, column_chunks, contiguous, flat_grid, kernel, partial_sums
 
 SOURCE = BLOCK_COLUMN_TOTAL + r"""
 // out[j] = (overwrite ? 0 : out[j]) + sum over rows of a[:, j]; a is (n, c) row-major. As in batchnorm.py: 32 x 32 threads

@@ -11,9 +11,10 @@ from .gradcheck import gradcheck
 from .graph import Graph, Node, Sequential
 from .layer import Layer, Parameter
 from .layers import Add, BatchNorm, Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
-from .losses import SoftmaxCrossEntropy
-from .models import mlp
-from .optim import SGD, Adam
+from .layers import GELU, AvgPool2d, BatchNorm2d, Conv2d, Flatten, LayerNorm, LeakyReLU, MaxPool2d
+from .losses import MSELoss, SoftmaxCrossEntropy
+from .models import cnn, mlp
+from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .history import History
 from .nonfinite import NonFiniteError
 from .train import evaluate, fit
@@ -26,4 +27,6 @@ __all__ = [
     "SoftmaxCrossEntropy", "SGD", "Adam", "gradcheck", "mlp",
     "fit", "evaluate", "History", "NonFiniteError", "save", "load", "datasets", "init",
     "get_array_module", "to_numpy", "to_device",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm2d", "LayerNorm", "LeakyReLU", "GELU",
+    "MSELoss", "AdamW", "clip_grad_norm", "cnn",
 ]

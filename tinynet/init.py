@@ -1,7 +1,12 @@
 """Weight initialisers: He, Xavier (Glorot) and a plain Gaussian of a chosen std.
 
-Each takes ``(shape, rng, dtype)`` with ``shape = (fan_in, fan_out)`` and an explicit
-``numpy.random.Generator``, and returns a NumPy array.
+Each takes ``(shape, rng, dtype)`` and an explicit ``numpy.random.Generator``, and returns a
+NumPy array. The fans come from the shape, in the layout of the layer that owns it (:func:`fans`):
+
+- 2-D, tinynet's Linear weight ``(in, out)``: fan_in = in, fan_out = out (PyTorch stores a
+  Linear weight as (out, in): the other way round);
+- 3-D or more, a convolution weight ``(out, in, kh, kw)`` as PyTorch's:
+  fan_in = in * kh * kw, fan_out = out * kh * kw.
 """
 
 import math
@@ -9,15 +14,31 @@ import math
 import numpy as np
 
 
+def fans(shape):
+    """``(fan_in, fan_out)`` of a weight of ``shape``: ``(in, out)`` for 2-D, ``(out, in, *kernel)`` above.
+
+    >>> fans((784, 256)), fans((64, 3, 3, 3))
+    ((784, 256), (27, 576))
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 2:
+        raise ValueError(f"init: expected a weight shape of 2 or more axes, (in, out) or (out, in, kh, kw), got {shape}")
+    if len(shape) == 2:  # tinynet's Linear: (in, out)
+        return shape[0], shape[1]
+    receptive = math.prod(shape[2:])  # kh * kw: each output sees in * kh * kw inputs
+    return shape[1] * receptive, shape[0] * receptive
+
+
 def he(shape, rng, dtype=np.float32):
     """N(0, 2 / fan_in): keeps the activation variance steady through ReLUs (He et al. 2015)."""
-    std = math.sqrt(2.0 / shape[0])
+    std = math.sqrt(2.0 / fans(shape)[0])
     return (rng.standard_normal(shape, dtype=np.float64) * std).astype(dtype)
 
 
 def xavier(shape, rng, dtype=np.float32):
     """U(-a, a) with a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), for sigmoid/tanh."""
-    bound = math.sqrt(6.0 / (shape[0] + shape[1]))
+    fan_in, fan_out = fans(shape)
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 

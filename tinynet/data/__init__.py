@@ -4,6 +4,7 @@
 >>> (x_train, y_train), (x_test, y_test) = load_mnist()  # doctest: +SKIP
 """
 
+from .batching import images_to_nchw
 from .idx import read_idx, write_idx
 from .mnist import DatasetUnavailableError, data_home, load_fashion_mnist, load_mnist
 
@@ -14,4 +15,5 @@ __all__ = [
     "load_fashion_mnist",
     "data_home",
     "DatasetUnavailableError",
+    "images_to_nchw",
 ]

@@ -17,6 +17,23 @@ def images_to_features(images, dtype=np.float32):
     return features
 
 
+def images_to_nchw(images, dtype=np.float32):
+    """uint8 images (N, H, W) -> floats (N, 1, H, W) in [0, 1], C-contiguous: the input of a Conv2d.
+
+    Images that already have a channel axis, (N, C, H, W), keep it.
+    """
+    ndim = getattr(images, "ndim", None)
+    if not hasattr(images, "dtype") or ndim not in (3, 4):
+        raise ValueError("images_to_nchw: expected an array of images (N, H, W) or (N, C, H, W), got "
+                         f"{getattr(images, 'shape', type(images).__name__)}")
+    xp = get_array_module(images)
+    batch = images[:, None] if ndim == 3 else images  # (N, 1, H, W): one channel
+    out = xp.ascontiguousarray(batch, dtype=dtype)
+    if images.dtype.kind in "ui":  # pixel values 0..255
+        out /= 255
+    return out
+
+
 def split_validation(x, y, size):
     """Hold the last ``size`` examples out: ``(x_train, y_train), (x_val, y_val)``."""
     if not 0 <= size < len(x):

@@ -165,9 +165,11 @@ class Graph(Layer):
         rows = [("#", "layer", "inputs", "used by", "output shape", "params")]
         for node in self._inputs:
             rows.append((node.index, "Input", "", users[node], "", ""))
-        total = 0
+        total, seen = 0, set()  # a Parameter shared by two layers counts once, where it first appears
         for node in self._layer_nodes:
-            count = sum(int(p.data.size) for _, p in node.layer.named_parameters())
+            own = [p for _, p in node.layer.named_parameters() if id(p) not in seen]
+            seen.update(id(p) for p in own)
+            count = sum(int(p.data.size) for p in own)
             total += count
             rows.append((str(node.index), repr(node.layer), ", ".join(str(i.index) for i in node.inputs),
                          users[node], _shape_text(node), f"{count:,}"))

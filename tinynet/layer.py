@@ -11,7 +11,7 @@ from .backend import backend_name, check_backend, get_array_module, to_device, t
 
 
 class Parameter:
-    """A trainable array and its gradient.
+    """A trainable array and its gradient: two plain arrays of one shape and dtype.
 
     Parameters
     ----------
@@ -24,16 +24,12 @@ class Parameter:
     Attributes
     ----------
     data : ndarray
-        Assigning a new array replaces the weight the layer reads. An optimizer on the
-        CPU does so itself at its first step, with a view of one flat array holding all its
-        parameters (:mod:`tinynet.flat`): read ``p.data`` anew rather than through a
-        reference kept from before that step.
+        The weight the layer reads. Optimizers update it in place, so a reference kept to it
+        (``self.w = self.weight.data``) sees every step; ``model.to`` and ``load_state_dict``
+        assign new arrays.
     grad : ndarray
-        Same shape and dtype as ``data``, zeros at start. Optimizers read it in
-        ``step()``; assigning a new array is allowed. ``zero_grad()`` zeroes it lazily
-        (see :meth:`accumulate`): read ``p.grad`` anew after it, rather than through a
-        reference kept from before, which may still show the old values (as in PyTorch,
-        whose ``zero_grad`` drops the gradient).
+        Same shape and dtype as ``data``, zeros at start. A backward *adds* into it (``+=``),
+        ``zero_grad()`` fills it with zeros, ``step()`` reads it.
     """
 
     def __init__(self, data, name=None):
@@ -55,78 +51,16 @@ class Parameter:
     def dtype(self):
         return self.data.dtype
 
-    # zero_grad only marks the gradient as zero; it is filled with zeros when next read, unless
-    # a backward writes its first contribution straight into it first (accumulate): a pass
-    # over every gradient fewer per step
-    @property
-    def grad(self):
-        if self._grad_is_zero:
-            self._grad.fill(0)
-            self._grad_is_zero = False
-        return self._grad
-
-    @grad.setter
-    def grad(self, value):
-        self._grad, self._grad_is_zero = value, False
-
     def zero_grad(self):
-        """Set the gradient to zeros (a fresh array if ``data`` changed shape or kind)."""
-        g, data = self._grad, self.data
+        """Set the gradient to zeros (a fresh array if ``data`` changed shape, dtype or backend)."""
+        g, data = self.grad, self.data
         if g is None or g.shape != data.shape or g.dtype != data.dtype or backend_name(g) != backend_name(data):
             self.grad = get_array_module(data).zeros_like(data)
         else:
-            self._grad_is_zero = True
-
-    def accumulate(self, operation, *args, **kwargs):
-        """Add ``operation(*args, **kwargs)`` into ``grad``, e.g. ``w.accumulate(np.matmul, x.T, dy)``.
-
-        Right after ``zero_grad`` the operation writes straight into the gradient
-        (``out=grad``): no temporary and no addition. ``operation`` must take ``out=``,
-        as NumPy's and CuPy's functions do.
-        """
-        if not callable(operation):
-            raise TypeError(f"{self._describe()}.accumulate: expected a function such as numpy.matmul, "
-                            f"got {type(operation).__name__}")
-        if self._grad_is_zero:
-            try:
-                operation(*args, **kwargs, out=self._grad)
-            except ValueError as exc:  # NumPy's word for a result of another shape
-                raise ValueError(f"{self._describe()}.accumulate: {getattr(operation, '__name__', operation)} "
-                                 f"cannot write into the gradient of shape {tuple(self._grad.shape)}: {exc}") from exc
-            self._grad_is_zero = False  # only now: an operation that raised leaves the zeros owed
-            return
-        value = operation(*args, **kwargs)
-        if getattr(value, "shape", None) != self._grad.shape:  # += would broadcast a (1, C) or (C,) silently
-            raise ValueError(f"{self._describe()}.accumulate: expected a result of the gradient's shape "
-                             f"{tuple(self._grad.shape)}, got shape {tuple(getattr(value, 'shape', ()))}")
-        self._grad += value
-
-    def grad_to_write(self):
-        """``(grad, overwrite)`` for a kernel that writes the gradient itself (tinynet/kernels).
-
-        ``grad`` is the gradient array as it is, without the zeros ``zero_grad`` owes it;
-        ``overwrite`` says whether they are owed. The caller must then either write every
-        element (``grad[...] = value``, not ``+=``) when ``overwrite`` is True, or add when it
-        is False: after this call the zeros are no longer owed.
-        """
-        overwrite, self._grad_is_zero = self._grad_is_zero, False
-        return self._grad, overwrite
-
-    def _describe(self):
-        return f"Parameter {self.name}" if self.name else "Parameter"
+            g.fill(0)
 
     def __repr__(self):
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
-
-
-def write_or_add(grad, value, overwrite):
-    """``grad[...] = value`` right after ``zero_grad`` (``overwrite``), else ``grad += value``: what
-    a fused function does with a gradient its kernel could not write in place (unusual arrays;
-    see ``Parameter.grad_to_write``)."""
-    if overwrite:
-        grad[...] = value
-    else:
-        grad += value
 
 
 class Layer:
@@ -190,16 +124,27 @@ class Layer:
             yield from child.modules()
 
     def named_parameters(self, prefix=""):
-        """Yield ``(qualified_name, Parameter)`` pairs, this layer's own first."""
+        """Yield ``(qualified_name, Parameter)`` pairs, this layer's own first.
+
+        A Parameter shared by several layers (tied weights) is listed once, under its first
+        name, as in PyTorch: an optimizer must step it once, not once per use.
+        """
+        seen = set()
+        for name, p in self._all_parameters(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _all_parameters(self, prefix):
         for attr, value in vars(self).items():
             if isinstance(value, Parameter):
                 yield prefix + attr, value
         for name, child in self.children():
-            yield from child.named_parameters(prefix + name + ".")
+            yield from child._all_parameters(prefix + name + ".")
 
     def named_buffers(self, prefix=""):
         """Yield ``(qualified_name, owner, attribute)`` for every buffer."""
-        for attr in type(self).buffers:
+        for attr in self.buffers:
             yield prefix + attr, self, attr
         for name, child in self.children():
             yield from child.named_buffers(prefix + name + ".")
@@ -236,7 +181,7 @@ class Layer:
         for attr, value in vars(self).items():
             if isinstance(value, Parameter):
                 yield prefix + attr, (value, "data")
-        for attr in type(self).buffers:
+        for attr in self.buffers:
             yield prefix + attr, (self, attr)
         for name, child in self.children():
             yield from child._state_slots(prefix + name + ".")
@@ -296,7 +241,7 @@ def describe_mismatch(missing, unexpected, wrong_shapes):
     return ", ".join(problems)
 
 
-def check_input(layer, x, ndim=None, features=None, like=None):
+def check_input(layer, x, ndim=None, features=None, like=None, axis=-1):
     """Refuse an input a layer cannot take, naming the layer, what it expected and what came.
 
     Parameters
@@ -308,9 +253,12 @@ def check_input(layer, x, ndim=None, features=None, like=None):
     ndim : int, optional
         Required number of dimensions.
     features : int, optional
-        Required size of the last axis.
+        Required size of the feature axis: the last one, or ``axis``.
     like : ndarray, optional
         One of the layer's parameters: the input must share its dtype and backend.
+    axis : int
+        Which axis ``features`` names: -1 (the default) for (N, features) inputs, 1 for the
+        channels of NCHW images (``check_input(self, x, ndim=4, features=C, axis=1)``).
     """
     def refuse(error, message):  # the layer's name is looked up only when something is wrong
         raise error(f"{layer.name_for_errors()}: {message}")
@@ -322,8 +270,14 @@ def check_input(layer, x, ndim=None, features=None, like=None):
         refuse(TypeError, f"expected a floating-point array, got dtype {dtype} (convert with x.astype(numpy.float32))")
     if ndim is not None and len(shape) != ndim:
         refuse(ValueError, f"expected a {ndim}-D input, got shape {tuple(shape)}")
-    if features is not None and shape[-1] != features:
+    if features is not None and axis in (-1, len(shape) - 1) and shape[-1] != features:
         refuse(ValueError, f"expected input of shape (N, {features}), got shape {tuple(shape)}")
+    if features is not None and axis not in (-1, len(shape) - 1) and shape[axis] != features:
+        expected = ["N"] + ["*"] * (len(shape) - 1)  # (N, 3, *, *): the one size that is checked
+        expected[axis] = str(features)
+        names = " on axis 1, the channels" if axis == 1 and len(shape) == 4 else f" on axis {axis}"
+        refuse(ValueError, f"expected input of shape ({', '.join(expected)}), {features}{names}, "
+               f"got shape {tuple(shape)}")
     if shape and shape[0] == 0:
         refuse(ValueError, f"got an empty batch, shape {tuple(shape)}")
     if like is None:

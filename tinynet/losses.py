@@ -1,6 +1,5 @@
 """SoftmaxCrossEntropy: softmax and the negative log-likelihood, fused and numerically stable."""
 
-from . import kernels
 from .backend import backend_name, get_array_module
 from .layer import check_input
 
@@ -15,11 +14,6 @@ class SoftmaxCrossEntropy:
     Stable for any finite logits: the log-sum-exp is taken after subtracting the row maximum.
     """
 
-    # (low, high) of every label to come, when the caller has checked them all at once (fit does,
-    # for its training labels): the range check then needs no read of the labels, which on a GPU
-    # would stall the queue of kernels at every step
-    known_label_range = None
-
     def __call__(self, logits, labels):
         return self.forward(logits, labels)
 
@@ -29,8 +23,6 @@ class SoftmaxCrossEntropy:
     def forward(self, logits, labels):
         check_input(self, logits, ndim=2)
         self._check_labels(logits, labels)
-        if (fused := kernels.fused("softmax_cross_entropy", logits)) is not None:
-            return fused(self, logits, labels)  # loss and probabilities in one kernel (CuPy or C)
         xp = get_array_module(logits)
         n = logits.shape[0]
         rows = xp.arange(n)
@@ -52,9 +44,6 @@ class SoftmaxCrossEntropy:
         if saved is None:
             raise RuntimeError("SoftmaxCrossEntropy: backward called without a forward before it (or twice)")
         probs, labels = saved
-        fused = kernels.fused("softmax_cross_entropy_backward", probs)
-        if fused is not None and isinstance(dloss, (int, float)):  # one kernel, in place
-            return fused(probs, labels, dloss)
         xp = get_array_module(probs)
         n = probs.shape[0]
         probs[xp.arange(n), labels] -= 1  # probs is ours alone: reuse it as the gradient
@@ -80,13 +69,53 @@ class SoftmaxCrossEntropy:
                 f"SoftmaxCrossEntropy: logits are a {backend_name(logits)} array but labels are "
                 f"a {backend_name(labels)} array; move both to one backend"
             )
-        if kernels.capturing():  # recording a CUDA graph: no reads back to the host (the kernel guards)
-            return
-        if self.known_label_range is not None:
-            low, high = self.known_label_range
-        else:
-            low, high = int(labels.min()), int(labels.max())
+        low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= classes:
             raise ValueError(
                 f"SoftmaxCrossEntropy: expected labels in [0, {classes}), got values from {low} to {high}"
             )
+
+
+class MSELoss:
+    """Mean squared error over every element, PyTorch's MSELoss (reduction "mean").
+
+    ``loss = crit(pred, target)``; ``dpred = crit.backward()``.
+
+    Shapes: pred and target of one shape, floating -> loss, a 0-d value, mean((pred - target)**2).
+    The gradient is 2 * (pred - target) / pred.size, pred's shape. Shapes must match exactly:
+    PyTorch broadcasts (with a warning), tinynet refuses, since an (N, 1) prediction against an
+    (N,) target would silently compare every prediction with every target.
+    """
+
+    def __call__(self, pred, target):
+        return self.forward(pred, target)
+
+    def name_for_errors(self):
+        return "MSELoss"
+
+    def forward(self, pred, target):
+        check_input(self, pred)
+        if not hasattr(target, "dtype") or not hasattr(target, "shape"):
+            raise TypeError(f"MSELoss: expected target as a floating-point array, got {type(target).__name__}")
+        if target.dtype.kind != "f":
+            raise TypeError(f"MSELoss: expected a floating-point target, got dtype {target.dtype} "
+                            "(for class labels use SoftmaxCrossEntropy)")
+        if tuple(target.shape) != tuple(pred.shape):
+            raise ValueError(f"MSELoss: expected target of the prediction's shape {tuple(pred.shape)}, "
+                             f"got {tuple(target.shape)} (no broadcasting: reshape one of them)")
+        if backend_name(target) != backend_name(pred):
+            raise TypeError(f"MSELoss: pred is a {backend_name(pred)} array but target is a "
+                            f"{backend_name(target)} array; move both to one backend")
+        diff = pred - target  # pred's shape
+        self._saved = diff
+        return (diff * diff).sum() / diff.size
+
+    def backward(self, dloss=1.0):
+        """Return dL/dpred, pred's shape; ``dloss`` scales it (the upstream gradient)."""
+        if getattr(dloss, "ndim", 0) != 0:
+            raise ValueError(f"MSELoss: backward expected a scalar dloss (the loss is a 0-d value), "
+                             f"got shape {tuple(dloss.shape)}")
+        diff = self.__dict__.pop("_saved", None)
+        if diff is None:
+            raise RuntimeError("MSELoss: backward called without a forward before it (or twice)")
+        return diff * (2 * dloss / diff.size)

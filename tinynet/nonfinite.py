@@ -5,7 +5,6 @@ from dataclasses import asdict
 
 import numpy as np
 
-from . import kernels
 from .backend import get_array_module
 from .graph import Graph
 from .history import History
@@ -34,30 +33,42 @@ class NonFiniteError(FloatingPointError):
 # -- non-finite losses and gradients ------------------------------------------------
 
 
+class NonFiniteGuard:
+    """fit's NaN guard: ``check(loss, xb, yb)`` after each backward raises :class:`NonFiniteError`
+    at the first non-finite loss or gradient; ``start_epoch`` tells it where it is."""
+
+    def __init__(self, model, loss, params, history, checkpoint):
+        self.model, self.loss, self.params, self.history, self.checkpoint = model, loss, params, history, checkpoint
+        self.epoch, self.losses = 0, []
+
+    def start_epoch(self, epoch, losses):
+        """``losses`` is the list fit fills with this epoch's step losses."""
+        self.epoch, self.losses = epoch, losses
+
+    def check(self, loss_value, xb, yb):
+        if not finite_step(get_array_module(loss_value), loss_value, self.params):
+            step = len(self.history.step_loss) + len(self.losses) + 1
+            stop_nonfinite(self.model, self.loss, xb, yb, self.epoch, step, self.history,
+                           self.losses + [loss_value], self.checkpoint)
+
+    def check_epoch(self, losses):
+        """With a CUDA graph, the epoch's losses read back at its end."""
+        if not np.all(np.isfinite(losses)):
+            stop_nonfinite_epoch(self.epoch, self.history, losses)
+
+
 def finite_step(xp, loss_value, params):
     """True when the loss and every gradient are finite: one flag, so one device sync."""
-    fused = kernels.fused("all_finite", loss_value)
-    if fused is not None and (answer := fused(loss_value, params)) is not NotImplemented:
-        return answer  # one kernel over every gradient (CuPy, or C over the flat gradient)
     # NaN and Inf survive the sum of the loss and every g . g: one fast dot per gradient, cheaper
     # than isfinite(g).all(); a finite g so large that g . g overflows is a false alarm, which
     # the exact check clears
     total = loss_value
-    for g in gradient_arrays(params):
+    for p in params:
+        g = p.grad.reshape(-1)
         total = total + xp.dot(g, g)
     if bool(xp.isfinite(total)):
         return True
     return bool(xp.isfinite(loss_value)) and all(bool(xp.isfinite(p.grad).all()) for p in params)
-
-
-def gradient_arrays(params):
-    """The gradients as 1-D arrays to scan: the one flat array they are all views of, when the
-    optimizer packed them (tinynet.flat), else one per parameter."""
-    grads = [p.grad for p in params]
-    base = grads[0].base if grads else None
-    if base is not None and base.ndim == 1 and all(g.base is base for g in grads):
-        return [base]  # a superset at worst: its false alarm is cleared by the exact check
-    return [g.reshape(-1) for g in grads]
 
 
 def stop_nonfinite(model, loss, xb, yb, epoch, step, history, step_losses, checkpoint):

@@ -5,28 +5,23 @@ import warnings
 
 import numpy as np
 
-from . import kernels
 from .backend import backend_name, get_array_module, to_device, to_numpy
-from .flat import FlatParameters
 from .layer import Parameter
 
 
 class Optimizer:
-    """Holds a list of Parameters; ``step()`` updates ``p.data`` in place from ``p.grad``.
+    """Holds a list of Parameters; ``step()`` updates each ``p.data`` in place from its ``p.grad``.
 
     A subclass defines ``update(data, grad, state)``: its rule applied to one parameter's
-    arrays, or to all parameters' at once. On the CPU the first ``step()`` packs the
-    parameters into one flat array (:mod:`tinynet.flat`; ``flat=False`` does not), and each
-    step then calls ``update`` once for all of them. The packing replaces each ``p.data`` and
-    ``p.grad`` by a view of the flat arrays (same values and shapes): read ``p.data`` anew
-    after a step, not through a reference kept from before.
+    arrays, with ``state`` a dict the rule keeps for that parameter between steps. ``step()``
+    is a loop over the parameters, in the order given.
     """
 
     hyperparameters = ("lr",)  # saved by state_dict, compared by load_state_dict
     state_names = {}  # key in the per-parameter state -> its name in error messages
     counters = ()  # integer state beside the per-parameter arrays (Adam's step count t)
 
-    def __init__(self, params, lr, flat=True):
+    def __init__(self, params, lr):
         params = list(params) if not isinstance(params, Parameter) else [params]
         if not params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
@@ -35,21 +30,15 @@ class Optimizer:
                 raise TypeError(
                     f"{type(self).__name__}: expected Parameters (model.parameters()), got {type(p).__name__}"
                 )
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError(f"{type(self).__name__}: a Parameter appears twice in the list; it would be "
+                             "stepped twice per step (model.parameters() lists a shared one once)")
         check_nonnegative(self, "lr", lr)
-        if not isinstance(flat, bool):
-            raise TypeError(f"{type(self).__name__}: expected flat to be True or False, got {flat!r}")
-        self.params, self.lr, self.use_flat = params, float(lr), flat
+        self.params, self.lr = params, float(lr)
         self.state = [{} for _ in params]  # per parameter, same order as params
-        self.flat, self._unpackable = None, ()  # the packing, made by the first step()
 
     def step(self):
-        """Update every parameter from its gradient: one ``update`` for all, while packed."""
-        flat = self.flat if self.flat is not None and self.flat.intact() else self._pack_again()
-        state = flat.flat_state(self.state) if flat is not None else None
-        if state is not None:
-            self.update(flat.data, flat.grad, state)
-            flat.share_state(state, self.state)  # what update made or replaced, seen per parameter
-            return
+        """Update every parameter from its gradient, one after the other."""
         for p, state in zip(self.params, self.state):
             for key, value in state.items():
                 self._check_kind(p, key, value)
@@ -59,19 +48,8 @@ class Optimizer:
         """Update ``data`` in place from ``grad``; ``state`` is a dict this rule keeps between steps."""
         raise NotImplementedError(f"{type(self).__name__} must define update(data, grad, state)")
 
-    def _pack_again(self):
-        """Pack the parameters: at the first step, or after something replaced their arrays
-        (model.to, load_state_dict). Arrays found unpackable (tied weights, CuPy) are not tried
-        again until one of them is replaced."""
-        arrays = [a for p in self.params for a in (p.data, p._grad)]
-        if not self.use_flat or (self._unpackable and all(a is b for a, b in zip(arrays, self._unpackable))):
-            return None
-        self.flat = FlatParameters.pack(self.params)
-        self._unpackable = arrays if self.flat is None else ()
-        return self.flat
-
     def zero_grad(self):
-        """Mark every gradient zero (``Parameter.zero_grad``: no pass over the arrays here)."""
+        """Set every gradient to zeros."""
         for p in self.params:
             p.zero_grad()
 
@@ -188,30 +166,20 @@ class SGD(Optimizer):
         g = g + momentum * b if nesterov else b
         p = p - lr * g
 
-    ``flat=False`` keeps every parameter in arrays of its own (see :class:`Optimizer`).
     """
 
     hyperparameters = ("lr", "momentum", "weight_decay", "nesterov")
     state_names = {"momentum_buffer": "momentum buffer"}
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, flat=True):
-        super().__init__(params, lr, flat)
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(params, lr)
         check_nonnegative(self, "momentum", momentum)
         check_nonnegative(self, "weight_decay", weight_decay)
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov=True needs a momentum > 0")
         self.momentum, self.weight_decay, self.nesterov = float(momentum), float(weight_decay), bool(nesterov)
 
-    def step(self):
-        fused = kernels.fused("sgd_step", self.params[0].data)
-        if fused is not None and fused(self) is not NotImplemented:  # CuPy: one kernel for all parameters
-            return
-        super().step()
-
     def update(self, data, grad, state):
-        fused = kernels.fused("sgd_update", data)
-        if fused is not None and fused(self, data, grad, state) is not NotImplemented:
-            return  # C: the rule below in one pass over the arrays instead of four
         # L2 weight decay coupled into the gradient, as PyTorch does (not AdamW)
         g = grad + self.weight_decay * data if self.weight_decay else grad
         if self.momentum:
@@ -232,15 +200,14 @@ class Adam(Optimizer):
         m = b1 * m + (1 - b1) * g;   v = b2 * v + (1 - b2) * g**2
         p = p - lr / (1 - b1**t) * m / (sqrt(v / (1 - b2**t)) + eps)
 
-    ``flat=False`` keeps every parameter in arrays of its own (see :class:`Optimizer`).
     """
 
     hyperparameters = ("lr", "betas", "eps", "weight_decay")
     state_names = {"m": "first moment", "v": "second moment"}
     counters = ("t",)
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, flat=True):
-        super().__init__(params, lr, flat)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
             raise ValueError(f"Adam: expected betas as two numbers in [0, 1), got {betas!r}")
         check_nonnegative(self, "eps", eps)
@@ -259,9 +226,6 @@ class Adam(Optimizer):
         xp = get_array_module(data)
         if "m" not in state:
             state["m"], state["v"] = xp.zeros_like(data), xp.zeros_like(data)
-        fused = kernels.fused("adam_update", data)
-        if fused is not None and fused(self, data, grad, state, step_size, root_correction) is not NotImplemented:
-            return  # C: the rule below in one pass over the arrays instead of ten
         g = grad + self.weight_decay * data if self.weight_decay else grad
         m, v = state["m"], state["v"]
         m *= b1
@@ -285,3 +249,133 @@ def cosine_schedule(lr, epochs, final_fraction=0.0):
         return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     return schedule
+
+
+class AdamW(Optimizer):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), PyTorch's AdamW rule::
+
+        p = p - lr * weight_decay * p                       (decay the weight, not the gradient)
+        m = b1 * m + (1 - b1) * g;   v = b2 * v + (1 - b2) * g**2
+        p = p - lr / (1 - b1**t) * m / (sqrt(v / (1 - b2**t)) + eps)
+
+    Adam with ``weight_decay`` adds the decay to the gradient, so it passes through m and v and
+    is rescaled per weight; AdamW shrinks every weight by the same factor instead. The default
+    weight_decay is PyTorch's, 0.01.
+    """
+
+    hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    state_names = {"m": "first moment", "v": "second moment"}
+    counters = ("t",)
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"AdamW: expected betas as two numbers in [0, 1), got {betas!r}")
+        check_nonnegative(self, "eps", eps)
+        check_nonnegative(self, "weight_decay", weight_decay)
+        self.betas, self.eps, self.weight_decay = tuple(map(float, betas)), float(eps), float(weight_decay)
+        self.t = 0
+
+    def step(self):
+        self.t += 1
+        super().step()
+
+    def update(self, data, grad, state):
+        b1, b2 = self.betas
+        step_size = self.lr / (1 - b1**self.t)
+        root_correction = math.sqrt(1 - b2**self.t)
+        xp = get_array_module(data)
+        if "m" not in state:
+            state["m"], state["v"] = xp.zeros_like(data), xp.zeros_like(data)
+        data *= 1 - self.lr * self.weight_decay  # decoupled: before the Adam step, as PyTorch
+        m, v = state["m"], state["v"]
+        m *= b1
+        m += (1 - b1) * grad
+        v *= b2
+        v += (1 - b2) * (grad * grad)
+        data -= step_size * m / (xp.sqrt(v) / root_correction + self.eps)
+
+
+def clip_grad_norm(parameters, max_norm):
+    """Scale all gradients together so that their joint L2 norm is at most ``max_norm``.
+
+    PyTorch's ``clip_grad_norm_``: total = sqrt(sum of every gradient's squared entries); when
+    total > max_norm every ``p.grad`` is multiplied in place by max_norm / (total + 1e-6), so the
+    direction of the whole step is kept. Call it between ``backward`` and ``optimizer.step()``.
+
+    Parameters
+    ----------
+    parameters : iterable of Parameter
+        Usually ``model.parameters()``.
+    max_norm : float
+        The largest norm allowed, > 0.
+
+    Returns
+    -------
+    float
+        The total norm before clipping (a NaN or Inf when a gradient holds one: check it).
+    """
+    params = [parameters] if isinstance(parameters, Parameter) else list(parameters)
+    for p in params:
+        if not isinstance(p, Parameter):
+            raise TypeError(f"clip_grad_norm: expected Parameters (model.parameters()), got {type(p).__name__}")
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not max_norm > 0:
+        raise ValueError(f"clip_grad_norm: expected max_norm to be a number > 0, got {max_norm!r}")
+    if not params:
+        return 0.0
+    total = math.sqrt(sum(float((p.grad * p.grad).sum()) for p in params))  # one value read per parameter
+    scale = max_norm / (total + 1e-6)
+    if scale < 1:
+        for p in params:
+            p.grad *= scale
+    return total
+
+
+def step_decay(lr, step_size, gamma=0.1):
+    """``schedule(t) -> lr * gamma ** (t // step_size)``: PyTorch's StepLR, per epoch or per step.
+
+    ``t`` counts whatever you step it by, from 0: epochs in ``fit(..., lr_schedule=...)``, or
+    optimizer steps in a hand-written loop (``optimizer.lr = schedule(step)`` before each step).
+    """
+    check_schedule("step_decay", lr=lr, step_size=step_size)
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
+        raise ValueError(f"step_decay: expected gamma > 0, got {gamma!r}")
+
+    def schedule(t):
+        return lr * gamma ** (int(t) // step_size)
+
+    return schedule
+
+
+def warmup_cosine(lr, warmup, total, start_factor=1 / 3, final_lr=0.0):
+    """Linear warm-up, then a cosine down to ``final_lr``; per epoch or per step, as PyTorch's
+    ``SequentialLR([LinearLR(start_factor, total_iters=warmup), CosineAnnealingLR(T_max=total - warmup,
+    eta_min=final_lr)], milestones=[warmup])``::
+
+        t < warmup:  lr * (start_factor + (1 - start_factor) * t / warmup)
+        t >= warmup: final_lr + (lr - final_lr) * (1 + cos(pi * (t - warmup) / (total - warmup))) / 2
+
+    ``t`` counts from 0, in epochs or steps; past ``total`` the cosine climbs again, as PyTorch's.
+    """
+    check_schedule("warmup_cosine", lr=lr, total=total)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < total:
+        raise ValueError(f"warmup_cosine: expected warmup to be an integer in [0, total), got {warmup!r}")
+    if not 0 < start_factor <= 1:
+        raise ValueError(f"warmup_cosine: expected 0 < start_factor <= 1, got {start_factor!r}")
+    if not 0 <= final_lr <= lr:
+        raise ValueError(f"warmup_cosine: expected 0 <= final_lr <= lr, got {final_lr!r}")
+
+    def schedule(t):
+        if t < warmup:
+            return lr * (start_factor + (1 - start_factor) * t / warmup)
+        return final_lr + (lr - final_lr) * (1 + math.cos(math.pi * (t - warmup) / (total - warmup))) / 2
+
+    return schedule
+
+
+def check_schedule(where, lr, **counts):
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"{where}: expected lr > 0, got {lr!r}")
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: expected {name} to be a positive integer, got {value!r}")

@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from .. import kernels
 from ..backend import get_array_module
 from ..layer import Layer, check_grad, check_input, check_rng
 
@@ -33,10 +32,7 @@ class Dropout(Layer):
             self.save_for_backward(None, x.shape)
             return x
         xp = get_array_module(x)
-        if (fused := kernels.fused("dropout_keep", x)) is not None:  # CuPy: drawn on the GPU, seeded from self.rng
-            keep = fused(self, x)
-        else:
-            keep = xp.asarray(self.rng.random(x.shape) >= self.p)  # (N, ...) bool
+        keep = xp.asarray(self.rng.random(x.shape) >= self.p)  # (N, ...) bool, drawn on the host
         # scaling the kept units keeps E[y] = x, so eval needs no rescaling
         mask = keep.astype(x.dtype) / x.dtype.type(1 - self.p)
         self.save_for_backward(mask, x.shape)

@@ -2,8 +2,6 @@
 
 import numpy as np
 
-from .. import kernels
-from ..backend import get_array_module
 from ..init import get_initialiser
 from ..layer import Layer, Parameter, check_grad, check_input, check_positive_int, check_rng
 
@@ -29,7 +27,7 @@ class Linear(Layer):
     """
 
     # False when nothing needs dL/dx (fit sets it on a layer reading the data): backward then
-    # returns None and skips its largest product
+    # returns None and skips its largest product, as PyTorch does for an input without requires_grad
     input_grad = True
 
     def __init__(self, in_features, out_features, bias=True, init="he", rng=None, dtype=np.float32):
@@ -45,22 +43,17 @@ class Linear(Layer):
     def forward(self, x):
         check_input(self, x, ndim=2, features=self.in_features, like=self.weight.data)
         self.save_for_backward(x)
-        if (fused := kernels.fused("linear_forward", x)) is not None:  # CuPy: our cuBLAS call, graph-capturable
-            return fused(self, x)
         y = x @ self.weight.data  # (N, in) @ (in, out) -> (N, out)
         if self.bias is not None:
-            y += self.bias.data  # in place: no second (N, out) temporary
+            y += self.bias.data  # in place: y is ours, no second (N, out) temporary
         return y
 
     def backward(self, dy):
         (x,) = self.saved()
         check_grad(self, dy, (x.shape[0], self.out_features))
-        if (fused := kernels.fused("linear_backward", dy)) is not None:  # CuPy: gradient added inside the GEMM
-            return fused(self, x, dy)
-        xp = get_array_module(dy)
-        self.weight.accumulate(xp.matmul, x.T, dy)  # weight.grad += x.T @ dy: (in, N) @ (N, out) -> (in, out)
+        self.weight.grad += x.T @ dy  # (in, N) @ (N, out) -> (in, out)
         if self.bias is not None:
-            self.bias.accumulate(xp.sum, dy, axis=0)  # bias.grad += dy.sum(axis=0): (out,)
+            self.bias.grad += dy.sum(axis=0)  # (out,)
         if not self.input_grad:
             return None
         return dy @ self.weight.data.T  # (N, out) @ (out, in) -> (N, in)

@@ -21,7 +21,7 @@ import warnings
 import cupy
 import numpy as np
 
-from . import capturing
+from .registry import capturing
 
 WORKSPACE_BYTES = 32 << 20  # cuBLAS's recommendation for Hopper; given explicitly so capture never allocates
 _OP_N, _OP_T = 0, 1

@@ -31,7 +31,6 @@ and ``bn_grad_sums``, run over chunks of rows in parallel and ``bn_stats_merge``
 import cupy
 import numpy as np
 
-from ..layer import write_or_add
 from ._cuda import (BLOCK_COLUMN_TOTAL, FOUR, column_chunks, contiguous, flat_grid, in_fours, kernel, partial_sums,
                     row_launch, scalar)
 
@@ -254,9 +253,9 @@ def _writable(a, dtype):
 def forward(layer, x):
     """BatchNorm's training forward for a CuPy x (N, C); updates the running statistics in place.
 
-    The layer has checked x (2-D, C features, N >= 2, its dtype and backend). Saves for
-    backward ``("fused", x, mean, inv_std)``: the layer hands them to :func:`backward`, which
-    computes xhat from them (the layer uses this path only with gradient="simplified").
+    The layer has checked x (2-D, C features, N >= 2, its dtype and backend). Returns
+    ``(y, mean, inv_std)``; :func:`backward` computes xhat again from x and these (this path
+    is used only with gradient="simplified").
     """
     (x,) = contiguous(x)
     n, c = x.shape
@@ -282,24 +281,22 @@ def forward(layer, x):
     gamma, beta = contiguous(layer.gamma.data, layer.beta.data)
     y = cupy.empty_like(x)
     _row_kernel("bn_normalize", n, c, x, mean, inv_std, gamma, beta, y)
-    layer.save_for_backward("fused", x, mean, inv_std)
-    return y
+    return y, mean, inv_std
 
 
 def backward(layer, dy, x, mean, inv_std):
-    """The simplified backward with batch statistics, from what :func:`forward` saved: writes or
-    adds into gamma.grad, beta.grad (written right after ``zero_grad``, see
-    ``Parameter.grad_to_write``); returns dx."""
+    """The simplified backward with batch statistics, from x and what :func:`forward` returned:
+    adds into gamma.grad, beta.grad; returns dx."""
     (dy,) = contiguous(dy.astype(x.dtype, copy=False))
     n, c = dy.shape
     dtype = dy.dtype
     gamma = contiguous(layer.gamma.data)[0]
-    (gamma_grad, overwrite_gamma), (beta_grad, overwrite_beta) = layer.gamma.grad_to_write(), layer.beta.grad_to_write()
+    gamma_grad, beta_grad = layer.gamma.grad, layer.beta.grad
     gg, bg = gamma_grad, beta_grad
     in_place = _writable(gg, dtype) and _writable(bg, dtype) and gg.shape == bg.shape == (c,)
-    if not in_place:  # sums into fresh arrays, then written or added the way the plain code does
+    if not in_place:  # sums into fresh arrays, then added the way the plain code does
         gg, bg = cupy.empty(c, dtype), cupy.empty(c, dtype)
-    flags = (np.int32(overwrite_gamma or not in_place), np.int32(overwrite_beta or not in_place))
+    flags = (np.int32(not in_place), np.int32(not in_place))  # 1: write the sums, 0: add them
     coef = cupy.empty(3 * c, dtype)
     grid, block, rows = column_chunks(n, c)
     chunks = grid[1]
@@ -310,8 +307,11 @@ def backward(layer, dy, x, mean, inv_std):
             flat_grid(c), (256,), (partial, chunks, n, c, gamma, inv_std, gg, bg) + flags + (coef,)
         )
     if not in_place:
-        write_or_add(gamma_grad, gg, overwrite_gamma)
-        write_or_add(beta_grad, bg, overwrite_beta)
+        gamma_grad += gg
+        beta_grad += bg
     dx = cupy.empty_like(dy)
     _row_kernel("bn_grad_x", n, c, dy, x, mean, inv_std, coef, dx)
     return dx
+
+
+batchnorm_forward, batchnorm_backward = forward, backward  # the names implementations.py calls

@@ -2,17 +2,15 @@
 
 Same arithmetic as the plain ``Linear`` (``y = x @ W + b``; ``W.grad += x.T @ dy``,
 ``b.grad += dy.sum(0)``, ``dx = dy @ W.T``), with two differences that save launches and
-passes: the GEMM writes the weight gradient itself (beta = 0 right after ``zero_grad``, when
-the gradient owes zeros and nothing has written it yet; beta = 1, adding, otherwise), and the
-bias gradient is one column-sum kernel that writes or adds the same way (two for a tall batch:
-see ``_cuda.column_chunks``). Going through our own cuBLAS handle is what lets a whole training
+passes: the GEMM adds into the weight gradient itself (beta = 1), and the bias gradient is
+one column-sum kernel that adds the same way (two for a tall batch: see
+``_cuda.column_chunks``). Going through our own cuBLAS handle is what lets a whole training
 step be captured as a CUDA graph (see :mod:`tinynet.cuda_graph`).
 """
 
 import cupy
 import numpy as np
 
-from ..layer import write_or_add
 from . import blas
 from ._cuda import BLOCK_COLUMN_TOTAL, column_chunks, contiguous, flat_grid, kernel, partial_sums
 
@@ -75,22 +73,24 @@ def column_sum_add(a, out, overwrite=False):
     if chunks > 1:
         kernel(SOURCE, a.dtype, "column_sum_merge")(flat_grid(c), (256,), (partial, chunks, c, target, flag))
     if target is not out:
-        write_or_add(out, target, overwrite)
+        if overwrite:
+            out[...] = target
+        else:
+            out += target
 
 
 def backward(layer, x, dy):
-    """Writes or adds into weight.grad (and bias.grad); returns dx = dy @ W.T, or None when
+    """Adds into weight.grad (and bias.grad); returns dx = dy @ W.T, or None when
     ``layer.input_grad`` is False (nothing upstream needs it: the first layer in fit)."""
     (dy,) = contiguous(dy.astype(x.dtype, copy=False))
     w = layer.weight
-    grad, overwrite = w.grad_to_write()
-    if _accumulates_in_place(grad, w.data):  # (in, N) @ (N, out), written or added by the GEMM
-        blas.gemm(x.T, dy, out=grad, beta=0.0 if overwrite else 1.0)
+    grad = w.grad
+    if _accumulates_in_place(grad, w.data):  # (in, N) @ (N, out), added by the GEMM (beta = 1)
+        blas.gemm(x.T, dy, out=grad, beta=1.0)
     else:
-        write_or_add(grad, blas.gemm(x.T, dy), overwrite)
+        grad += blas.gemm(x.T, dy)
     if layer.bias is not None:
-        grad, overwrite = layer.bias.grad_to_write()
-        column_sum_add(dy, grad, overwrite)
+        column_sum_add(dy, layer.bias.grad)
     if not getattr(layer, "input_grad", True):
         return None
     return blas.gemm(dy, w.data.T)  # (N, out) @ (out, in) -> (N, in)

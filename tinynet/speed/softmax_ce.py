@@ -110,3 +110,6 @@ def backward(probs, labels, dloss):
     labels = contiguous(labels.astype(np.int64, copy=False))[0]
     kernel(SOURCE, probs.dtype, "softmax_ce_backward")(grid, block, (probs, labels, n, c, scalar(probs.dtype, dloss / n)))
     return probs
+
+
+softmax_cross_entropy, softmax_cross_entropy_backward = forward, backward  # the names implementations.py calls

@@ -13,7 +13,7 @@ plain code rounds: the result is the plain step's, bit for bit.
 import cupy
 import numpy as np
 
-from . import capturing
+from .registry import capturing
 from ._cuda import flat_grid, kernel, scalar
 
 OPTIONS = ("--fmad=false",)

@@ -1,6 +1,6 @@
 """The whole training step captured as a CUDA graph and replayed: one launch per step.
 
-Used by ``fit(..., cuda_graph=True)``. On a GPU a small model's step is launch-bound: the
+Used by ``fit(..., fast=True, cuda_graph=True)``. On a GPU a small model's step is launch-bound: the
 forward, the loss, the backward and the SGD update are some thirty kernels of a few
 microseconds each, and launching each from Python costs more than running it. CUDA can
 record the kernels a stream receives (stream capture) into a graph and launch the whole
@@ -23,13 +23,14 @@ buffer replaced by a new array — is compared before each launch, and the step 
 again when it changed (a cosine schedule recaptures once per epoch).
 
 Limits, checked up front: SGD only (Adam's bias correction changes every step and would be
-frozen), no Dropout (its masks must change every step), fused kernels on (CuPy's own
-matrix product refuses to run during a capture; ours, in tinynet.kernels.blas, does not).
+frozen), no Dropout (its masks must change every step), the model accelerated
+(:func:`tinynet.speed.accelerate`: CuPy's own matrix product refuses to run during a
+capture; ours, in :mod:`.blas`, does not).
 """
 
-from . import kernels
-from .layers import Dropout
-from .optim import SGD
+from ..layers import Dropout, Linear
+from ..optim import SGD
+from .registry import capture_scope
 
 LOG_SIZE = 1024  # loss slots per log array
 
@@ -52,9 +53,10 @@ def check_capturable(model, optimizer, where="fit"):
             f"{where}: cuda_graph=True needs the model on the GPU: call model.to('cupy') and pass x and y "
             "as CuPy arrays (tinynet.to_device(x, 'cupy'))"
         )
-    if not kernels.fused_enabled():
-        raise ValueError(f"{where}: cuda_graph=True needs the fused kernels; it cannot run inside use_fused(False)")
-    from .kernels import blas
+    if any(type(m) is Linear and "forward" not in vars(m) for m in model.modules()):
+        raise ValueError(f"{where}: cuda_graph=True needs the fused kernels: call tinynet.speed.accelerate(model, "
+                         "loss, optimizer) first (fit(..., fast=True) does)")
+    from . import blas
 
     if blas.problem() is not None:
         raise RuntimeError(f"{where}: cuda_graph=True needs tinynet's own cuBLAS handle, but {blas.problem()}")
@@ -128,11 +130,11 @@ class CapturedStep:
             self.inputs = (cupy.zeros(shape_x, dtype_x), cupy.zeros(shape_y, dtype_y))
         self.graph = self.output = None  # the old graph's blocks go back to the private pool
         x_static, y_static = self.inputs
-        from .kernels import blas
+        from . import blas
 
         with self.stream:
             blas.handle()  # bind our cuBLAS handle to the capture stream while binding is allowed
-        with self.stream, cupy.cuda.using_allocator(self.pool.malloc), kernels._capture_scope():
+        with self.stream, cupy.cuda.using_allocator(self.pool.malloc), capture_scope():
             self.stream.begin_capture()
             try:
                 output = self.train_step(x_static, y_static)

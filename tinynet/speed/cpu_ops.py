@@ -1,16 +1,14 @@
-"""The layers' side of the CPU kernels (:mod:`tinynet.kernels.cpu`): each function takes what the
-plain code takes, calls one C kernel, and returns or saves what the plain code does.
+"""The Python side of the CPU kernels (:mod:`.cpu`): each function takes what the plain code
+takes, calls one C kernel, and returns what the plain code computes.
 
-:func:`tinynet.kernels.fused` hands these out only for C-contiguous float32/float64 NumPy
-arrays, and only when the kernels were built; other arrays the functions make contiguous.
+:mod:`.implementations` calls these for float32/float64 NumPy arrays (made C-contiguous),
+and only when the kernels were built.
 """
 
 import ctypes
 
 import numpy as np
 
-from ..layer import write_or_add
-from ..nonfinite import gradient_arrays
 from .cpu import library
 
 
@@ -53,8 +51,8 @@ def relu_backward(y, dy):
 
 
 def batchnorm_forward(layer, x):
-    """BatchNorm's training forward of x (N, C); running statistics updated in place. Saves
-    ``("fused", x, mean, inv_std)`` for :func:`batchnorm_backward`, which recomputes xhat."""
+    """BatchNorm's training forward of x (N, C); running statistics updated in place. Returns
+    ``(y, mean, inv_std)``: :func:`batchnorm_backward` recomputes xhat from x and these."""
     n, c = x.shape
     dtype = x.dtype
     stats, y = np.empty(2 * c, dtype), np.empty_like(x)  # stats: mean, then inv_std
@@ -70,29 +68,26 @@ def batchnorm_forward(layer, x):
     if not in_place:
         layer.running_mean[...] = rm
         layer.running_var[...] = rv
-    layer.save_for_backward("fused", x, stats[:c], stats[c:])
-    return y
+    return y, stats[:c], stats[c:]
 
 
 def batchnorm_backward(layer, dy, x, mean, inv_std):
-    """The simplified backward with batch statistics: writes (right after ``zero_grad``) or adds
-    dgamma and dbeta into the gradients; returns dx."""
+    """The simplified backward with batch statistics: adds dgamma and dbeta into the gradients;
+    returns dx."""
     dtype = x.dtype
     dy = np.ascontiguousarray(dy, dtype=dtype)
     n, c = dy.shape
     gamma = np.ascontiguousarray(layer.gamma.data, dtype=dtype)
-    (gamma_grad, write_gamma), (beta_grad, write_beta) = layer.gamma.grad_to_write(), layer.beta.grad_to_write()
-    gg, bg = gamma_grad, beta_grad
-    in_place = _own(gg, dtype, (c,)) and _own(bg, dtype, (c,))
-    if not in_place:  # the sums into fresh arrays, then written or added as the plain code would
-        gg, bg = np.empty(c, dtype), np.empty(c, dtype)
+    gamma_grad, beta_grad = layer.gamma.grad, layer.beta.grad
+    in_place = _own(gamma_grad, dtype, (c,)) and _own(beta_grad, dtype, (c,))
+    gg, bg = (gamma_grad, beta_grad) if in_place else (np.empty(c, dtype), np.empty(c, dtype))
     dx = np.empty_like(dy)
+    write = int(not in_place)  # the kernel adds into the gradients, or writes the sums into gg, bg
     _check(_kernel("bn_backward", dtype)(_ptr(dy), _ptr(x), n, c, _ptr(mean), _ptr(inv_std), _ptr(gamma), _ptr(gg),
-                                         _ptr(bg), int(write_gamma or not in_place), int(write_beta or not in_place),
-                                         _ptr(dx)))
+                                         _ptr(bg), write, write, _ptr(dx)))
     if not in_place:
-        write_or_add(gamma_grad, gg, write_gamma)
-        write_or_add(beta_grad, bg, write_beta)
+        gamma_grad += gg
+        beta_grad += bg
     return dx
 
 
@@ -107,7 +102,7 @@ def softmax_cross_entropy(loss, logits, labels):
     labels = np.ascontiguousarray(labels, dtype=np.int64)
     probs = np.empty_like(logits)
     value = _kernel("softmax_ce_forward", logits.dtype)(_ptr(logits), _ptr(labels), n, c, _ptr(probs))
-    loss._saved = (probs, labels)
+    loss._saved = (probs, labels)  # as the plain forward saves them
     return logits.dtype.type(value)
 
 
@@ -147,11 +142,10 @@ def adam_update(opt, data, grad, state, step_size, root_correction):
 
 
 def all_finite(loss_value, params):
-    """True when the loss and every ``p.grad`` are finite: one pass over the gradients (over the
-    flat array they are views of, once the optimizer packed them). NotImplemented for gradients
-    the kernel cannot read (not contiguous, another dtype)."""
+    """True when the loss and every ``p.grad`` are finite: one pass over each gradient.
+    NotImplemented for gradients the kernel cannot read (not contiguous, another dtype)."""
     dtype = np.asarray(loss_value).dtype
-    grads = gradient_arrays(params)
+    grads = [p.grad for p in params]
     if not all(_fits(g, dtype, g.shape) for g in grads):
         return NotImplemented
     if not np.isfinite(loss_value):

@@ -1,0 +1,234 @@
+"""The fused implementations tinynet ships, registered per exact class and backend.
+
+Each one does the arithmetic of the plain code it replaces (tests/test_kernels.py and
+tests/test_cpu_kernels.py hold them to it) and falls back to that plain code for whatever its
+kernel does not cover. The kernels themselves live beside this file: ``cpu_ops`` (C, for
+NumPy arrays) and ``activations``, ``batchnorm``, ``linear``, ``softmax_ce``, ``dropout``,
+``optim`` (CUDA, for CuPy arrays), imported only when first used.
+
+=========================  ========  ============================================
+class                      backend   what runs instead
+=========================  ========  ============================================
+ReLU                       both      one kernel each way
+BatchNorm                  both      statistics, running averages and y in one or
+                                     two kernels; the simplified backward in two
+                                     (training mode, gradient="simplified" only)
+Linear                     cupy      tinynet's cuBLAS call (graph-capturable)
+Dropout                    cupy      the mask drawn on the GPU
+SoftmaxCrossEntropy        both      loss and probabilities in one kernel
+SGD                        numpy     the update in one pass per parameter
+SGD                        cupy      one kernel for all parameters
+Adam                       numpy     the update in one pass per parameter
+=========================  ========  ============================================
+"""
+
+import importlib
+import math
+
+import numpy as np
+
+from ..layer import check_grad, check_input
+from ..layers import BatchNorm, Dropout, Linear, ReLU
+from ..losses import SoftmaxCrossEntropy
+from ..optim import SGD, Adam
+from . import cpu
+from .registry import Fused, capturing, register
+
+
+def _module(name):
+    return importlib.import_module(f"{__package__}.{name}")
+
+
+def _numpy_floats(*arrays):
+    """Arrays the C kernels take: float32 or float64 NumPy arrays (made contiguous if they are not)."""
+    return all(type(a) is np.ndarray and a.dtype.char in "fd" for a in arrays)
+
+
+def _cupy_floats(*arrays):
+    return all(type(a).__module__.startswith("cupy") and a.dtype.char in "fd" for a in arrays)
+
+
+class _OnNumpy(Fused):
+    def usable(self):
+        return cpu.library() is not None
+
+    @staticmethod
+    def fits(*arrays):
+        return _numpy_floats(*arrays)
+
+    @staticmethod
+    def ops(name):
+        return _module("cpu_ops")
+
+
+class _OnCupy(Fused):
+    fits = staticmethod(_cupy_floats)
+
+    @staticmethod
+    def ops(name):
+        return _module(name)
+
+
+def _own_saved(fused):
+    """True when the pending forward of ``fused.layer`` was ``fused``'s own (tagged with it)."""
+    saved = fused.layer.__dict__.get("_saved")
+    return saved is not None and saved[0] is fused
+
+
+# -- ReLU ------------------------------------------------------------------------------------
+class _ReLU:
+    def forward(self, x):
+        if not self.fits(x):
+            return self.plain.forward(self.layer, x)
+        check_input(self.layer, x)
+        y = self.ops("activations").relu_forward(np.ascontiguousarray(x) if type(x) is np.ndarray else x)
+        self.layer.save_for_backward(self, y)
+        return y
+
+    def backward(self, dy):
+        if not _own_saved(self) or not self.fits(dy):
+            if _own_saved(self):  # the plain backward reads (y,): hand it over untagged
+                self.layer.save_for_backward(*self.layer.saved()[1:])
+            return self.plain.backward(self.layer, dy)
+        _, y = self.layer.saved()
+        check_grad(self.layer, dy, y.shape)
+        return self.ops("activations").relu_backward(y, np.ascontiguousarray(dy) if type(dy) is np.ndarray else dy)
+
+
+@register(ReLU, "numpy")
+class CpuReLU(_ReLU, _OnNumpy):
+    pass
+
+
+@register(ReLU, "cupy")
+class CupyReLU(_ReLU, _OnCupy):
+    pass
+
+
+# -- BatchNorm ---------------------------------------------------------------------------------
+class _BatchNorm:
+    def forward(self, x):
+        layer = self.layer
+        covered = layer.training and layer.gradient == "simplified" and layer.momentum is not None
+        if not (covered and self.fits(x) and x.ndim == 2 and x.dtype == layer.gamma.data.dtype and len(x) >= 2):
+            return self.plain.forward(layer, x)
+        check_input(layer, x, ndim=2, features=layer.num_features, like=layer.gamma.data)
+        x = np.ascontiguousarray(x) if type(x) is np.ndarray else x
+        y, mean, inv_std = self.ops("batchnorm").batchnorm_forward(layer, x)
+        layer.num_batches_tracked += 1
+        layer.save_for_backward(self, x, mean, inv_std)  # x, not xhat: the kernels recompute it
+        return y
+
+    def backward(self, dy):
+        if not _own_saved(self):
+            return self.plain.backward(self.layer, dy)
+        _, x, mean, inv_std = self.layer.saved()
+        check_grad(self.layer, dy, x.shape)
+        return self.ops("batchnorm").batchnorm_backward(self.layer, dy, x, mean, inv_std)
+
+
+@register(BatchNorm, "numpy")
+class CpuBatchNorm(_BatchNorm, _OnNumpy):
+    pass
+
+
+@register(BatchNorm, "cupy")
+class CupyBatchNorm(_BatchNorm, _OnCupy):
+    pass
+
+
+# -- Linear and Dropout (GPU only: on NumPy the plain code is already one BLAS call) -----------
+@register(Linear, "cupy")
+class CupyLinear(_OnCupy):
+    def forward(self, x):
+        layer = self.layer
+        if not self.fits(x):
+            return self.plain.forward(layer, x)
+        check_input(layer, x, ndim=2, features=layer.in_features, like=layer.weight.data)
+        layer.save_for_backward(self, x)
+        return self.ops("linear").forward(layer, x)
+
+    def backward(self, dy):
+        if not _own_saved(self):
+            return self.plain.backward(self.layer, dy)
+        _, x = self.layer.saved()
+        check_grad(self.layer, dy, (x.shape[0], self.layer.out_features))
+        return self.ops("linear").backward(self.layer, x, dy)
+
+
+@register(Dropout, "cupy")
+class CupyDropout(_OnCupy):
+    methods = ("forward",)  # the backward multiplies by the saved mask, as the plain one
+
+    def forward(self, x):
+        layer = self.layer
+        if not layer.training or layer.p == 0 or not self.fits(x):
+            return self.plain.forward(layer, x)
+        check_input(layer, x)
+        keep = self.ops("dropout").keep_mask(layer, x)  # drawn on the GPU, seeded from layer.rng
+        mask = keep.astype(x.dtype) / x.dtype.type(1 - layer.p)
+        layer.save_for_backward(mask, x.shape)
+        return x * mask
+
+
+# -- the loss ----------------------------------------------------------------------------------
+class _SoftmaxCrossEntropy:
+    def forward(self, logits, labels):
+        loss = self.layer
+        if not self.fits(logits):
+            return self.plain.forward(loss, logits, labels)
+        check_input(loss, logits, ndim=2)
+        if not capturing():  # a CUDA graph cannot read the labels back; its kernel makes the loss NaN instead
+            loss._check_labels(logits, labels)
+        logits = np.ascontiguousarray(logits) if type(logits) is np.ndarray else logits
+        return self.ops("softmax_ce").softmax_cross_entropy(loss, logits, labels)  # saves (probs, labels)
+
+    def backward(self, dloss=1.0):
+        saved = self.layer.__dict__.get("_saved")
+        if saved is None or not isinstance(dloss, (int, float)) or not self.fits(saved[0]):
+            return self.plain.backward(self.layer, dloss)
+        probs, labels = self.layer.__dict__.pop("_saved")
+        return self.ops("softmax_ce").softmax_cross_entropy_backward(probs, labels, dloss)
+
+
+@register(SoftmaxCrossEntropy, "numpy")
+class CpuSoftmaxCrossEntropy(_SoftmaxCrossEntropy, _OnNumpy):
+    pass
+
+
+@register(SoftmaxCrossEntropy, "cupy")
+class CupySoftmaxCrossEntropy(_SoftmaxCrossEntropy, _OnCupy):
+    pass
+
+
+# -- optimizers ----------------------------------------------------------------------------------
+@register(SGD, "numpy")
+class CpuSGD(_OnNumpy):
+    methods = ("update",)
+
+    def update(self, data, grad, state):
+        if self.ops("optim").sgd_update(self.layer, data, grad, state) is NotImplemented:
+            self.plain.update(self.layer, data, grad, state)  # arrays the kernel cannot take
+
+
+@register(Adam, "numpy")
+class CpuAdam(_OnNumpy):
+    methods = ("update",)
+
+    def update(self, data, grad, state):
+        opt = self.layer
+        if "m" not in state:  # the first step makes the moments as the plain rule does
+            return self.plain.update(opt, data, grad, state)
+        b1, b2 = opt.betas
+        step_size, root_correction = opt.lr / (1 - b1**opt.t), math.sqrt(1 - b2**opt.t)
+        if self.ops("optim").adam_update(opt, data, grad, state, step_size, root_correction) is NotImplemented:
+            self.plain.update(opt, data, grad, state)
+
+
+@register(SGD, "cupy")
+class CupySGD(_OnCupy):
+    methods = ("step",)
+
+    def step(self):
+        if self.ops("optim").sgd_step(self.layer) is NotImplemented:  # one kernel for all parameters
+            self.plain.step(self.layer)

@@ -180,7 +180,7 @@ def test_bad_inputs_name_the_layer_and_what_was_expected(make, x, error, message
         (lambda: tn.Linear(3, 2, init="zeros"), r"init: expected one of .* got 'zeros'"),
         (lambda: tn.BatchNorm(4, gradient="fast"), r"BatchNorm: expected gradient to be one of \('simplified', 'paper'\), got 'fast'"),
         (lambda: tn.BatchNorm(0), r"BatchNorm: expected num_features to be a positive integer, got 0"),
-        (lambda: tn.BatchNorm(4, momentum=1.5), r"BatchNorm: expected 0 <= momentum <= 1, got 1.5"),
+        (lambda: tn.BatchNorm(4, momentum=1.5), r"BatchNorm: expected 0 <= momentum <= 1, or None for a cumulative average, got 1.5"),
         (lambda: tn.Dropout(1.0), r"Dropout: expected 0 <= p < 1, got 1.0"),
     ],
 )

@@ -171,30 +171,6 @@ def test_cli_refuses_an_unknown_backend_from_the_environment(monkeypatch, capsys
     assert "TINYNET_BACKEND" in err and "'gpu'" in err
 
 
-class CountingLabels(np.ndarray):
-    """Integer labels that count how often their range is read."""
-
-    reads = 0
-
-    def min(self, *args, **kwargs):
-        CountingLabels.reads += 1
-        return super().min(*args, **kwargs)
-
-
-def test_fit_reads_the_label_range_once_not_at_every_step(rng):
-    x, y = blobs(rng, n=256)
-    labels = y.view(CountingLabels)
-    CountingLabels.reads = 0
-    model = tn.mlp([8, 4, 3], rng=rng)
-    loss = tn.SoftmaxCrossEntropy()
-    history = tn.fit(model, loss, tn.SGD(model.parameters(), lr=0.1), x, labels, 2, 32, rng=rng, progress=False)
-    assert len(history.step_loss) == 16
-    assert CountingLabels.reads == 1  # once per run, not once per step
-    assert loss.known_label_range is None  # validation and later calls check their own labels
-    with pytest.raises(ValueError, match=r"expected labels in \[0, 3\), got values from 0 to 3"):
-        loss(np.zeros((2, 3), np.float32), np.array([0, 3]))
-
-
 def test_fit_refuses_out_of_range_training_labels_at_the_first_step(rng):
     x, y = blobs(rng, n=64)
     y[5] = 7

@@ -2,24 +2,54 @@
 
 Layers with explicit forward and backward, a Graph to wire them, BatchNorm with
 both backward forms, on NumPy or CuPy.
+
+``import tinynet`` loads what one training step reads (layers, loss, optimizers, Graph,
+fit); the rest of the teaching library — convolutional layers, checkpoints, datasets,
+ready-made models, the PyTorch bridge — loads the first time you use it. The opt-in
+speed ring (:mod:`tinynet.speed`) and the applications (labs, commands, the BatchNorm
+study) are never loaded by it.
 """
 
-from . import datasets, init
-from .checkpoint import load, save
+import importlib
+
+from . import init
 from .backend import get_array_module, to_device, to_numpy
 from .gradcheck import gradcheck
 from .graph import Graph, Node, Sequential
-from .layer import Layer, Parameter
-from .layers import Add, BatchNorm, Dropout, Linear, ReLU, Sigmoid, Softmax, Tanh
-from .layers import GELU, AvgPool2d, BatchNorm2d, Conv2d, Flatten, LayerNorm, LeakyReLU, MaxPool2d
-from .losses import MSELoss, SoftmaxCrossEntropy
-from .models import cnn, mlp
-from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .history import History
+from .layer import Layer, Parameter
+from .layers import Add, BatchNorm, Dropout, GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .losses import MSELoss, SoftmaxCrossEntropy
 from .nonfinite import NonFiniteError
+from .optim import SGD, Adam, AdamW, clip_grad_norm
 from .train import evaluate, fit
 
 __version__ = "0.1.0"
+
+# name -> the module that defines it, imported on first use (PEP 562)
+_ON_FIRST_USE = {
+    "save": ".checkpoint", "load": ".checkpoint",
+    "mlp": ".models", "cnn": ".models",
+    "Conv2d": ".layers", "MaxPool2d": ".layers", "AvgPool2d": ".layers", "Flatten": ".layers",
+    "BatchNorm2d": ".layers", "LayerNorm": ".layers",
+    "datasets": None, "data": None,  # submodules
+}
+
+
+def __getattr__(name):
+    if name not in _ON_FIRST_USE:
+        raise AttributeError(f"module 'tinynet' has no attribute {name!r}")
+    where = _ON_FIRST_USE[name]
+    value = importlib.import_module(f".{name}" if where is None else where, __name__)
+    if where is not None:
+        value = getattr(value, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_ON_FIRST_USE))
+
 
 __all__ = [
     "Parameter", "Layer", "Graph", "Node", "Sequential",

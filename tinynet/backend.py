@@ -9,13 +9,15 @@ import os
 
 import numpy as np
 
+
+def __getattr__(name):  # the CuPy set-up checks live in tinynet/gpu.py, loaded when a GPU is asked for
+    if name in ("require_cupy", "cupy_available", "INSTALL_HINT"):
+        from . import gpu
+
+        return getattr(gpu, name)
+    raise AttributeError(f"module 'tinynet.backend' has no attribute {name!r}")
+
 BACKENDS = ("numpy", "cupy")
-INSTALL_HINT = (
-    "pip install 'tinynet[cuda12]' for a CUDA 12 driver or 'tinynet[cuda13]' for a CUDA 13 driver "
-    "(nvidia-smi shows the CUDA version your driver supports)"
-)
-
-
 class BackendUnavailableError(RuntimeError):
     """The cupy backend was asked for, but CuPy or a usable GPU is missing; the message says which."""
 
@@ -55,53 +57,6 @@ def to_numpy(a):
     if type(a).__module__.startswith("cupy"):
         return a.get()
     return np.asarray(a)
-
-
-def require_cupy():
-    """Import CuPy and check that a GPU is usable, or raise saying which is missing and what to do.
-
-    Raises
-    ------
-    BackendUnavailableError
-        CuPy is not installed, or fails to import, or sees no usable GPU (no driver, a
-        driver older than CuPy's CUDA, no device).
-    """
-    try:
-        import cupy
-    except ModuleNotFoundError as exc:
-        if exc.name != "cupy":
-            raise BackendUnavailableError(
-                f"backend 'cupy' asked for, but CuPy failed to import ({exc}); reinstall it: {INSTALL_HINT}"
-            ) from None
-        raise BackendUnavailableError(f"backend 'cupy' asked for, but CuPy is not installed: {INSTALL_HINT}") from None
-    except Exception as exc:  # a CUDA library that fails to load
-        raise BackendUnavailableError(
-            f"backend 'cupy' asked for, but CuPy is installed and failed to import ({type(exc).__name__}: {exc}); "
-            f"install the build that matches your driver: {INSTALL_HINT}"
-        ) from None
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # no driver, or one older than CuPy's CUDA
-        raise BackendUnavailableError(
-            f"backend 'cupy' asked for: CuPy {cupy.__version__} is installed, but no usable GPU was found ({exc}). "
-            "This needs an NVIDIA GPU and its driver; if the driver is older than CuPy's CUDA "
-            f"(cudaErrorInsufficientDriver), {INSTALL_HINT}"
-        ) from None
-    if count == 0:
-        raise BackendUnavailableError(
-            f"backend 'cupy' asked for: CuPy {cupy.__version__} is installed, but the driver reports 0 GPUs "
-            "(check nvidia-smi and CUDA_VISIBLE_DEVICES)"
-        )
-    return cupy
-
-
-def cupy_available():
-    """True when CuPy imports and sees at least one GPU."""
-    try:
-        require_cupy()
-    except BackendUnavailableError:
-        return False
-    return True
 
 
 def check_backend(backend, where):
@@ -145,4 +100,6 @@ def to_device(a, backend):
         return to_numpy(a)
     if type(a).__module__.startswith("cupy"):
         return a
+    from .gpu import require_cupy
+
     return require_cupy().asarray(a)

@@ -27,7 +27,8 @@ import zipfile
 
 import numpy as np
 
-from .layer import Layer, describe_mismatch
+from .layer import Layer
+from .state import describe_mismatch
 from .optim import Optimizer
 
 FORMAT_VERSION = 1

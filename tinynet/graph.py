@@ -157,37 +157,13 @@ class Graph(Layer):
         dx_inputs = tuple(grads.get(node) for node in self._inputs)
         return dx_inputs[0] if len(dx_inputs) == 1 else dx_inputs
 
-    # -- describing ------------------------------------------------------------
+    # -- describing (the text is made in tinynet/graph_text.py, loaded when asked for) --------------
     def summary(self):
         """Return a table: each layer, the nodes it reads (fan-in), the nodes that read it
         (fan-out; ``out`` for the graph's output), its output shape, its parameter count."""
-        users = self._users()
-        rows = [("#", "layer", "inputs", "used by", "output shape", "params")]
-        for node in self._inputs:
-            rows.append((node.index, "Input", "", users[node], "", ""))
-        total, seen = 0, set()  # a Parameter shared by two layers counts once, where it first appears
-        for node in self._layer_nodes:
-            own = [p for _, p in node.layer.named_parameters() if id(p) not in seen]
-            seen.update(id(p) for p in own)
-            count = sum(int(p.data.size) for p in own)
-            total += count
-            rows.append((str(node.index), repr(node.layer), ", ".join(str(i.index) for i in node.inputs),
-                         users[node], _shape_text(node), f"{count:,}"))
-        widths = [max(len(str(r[c])) for r in rows) for c in range(6)]
-        lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-        lines.insert(1, "-" * len(lines[0]))
-        lines.append(f"total parameters: {total:,}" + ("" if self._output is None else f"; output: node {self._output.index}"))
-        return "\n".join(lines)
+        from .graph_text import summary
 
-    def _users(self):
-        """{node: "i, j"}: the layer nodes that read each node, and "out" for the output."""
-        users = {node: [] for node in self._inputs + self._layer_nodes}
-        for node in self._layer_nodes:
-            for source in node.inputs:
-                users[source].append(str(node.index))
-        if self._output is not None:
-            users[self._output].append("out")
-        return {node: ", ".join(names) for node, names in users.items()}
+        return summary(self)
 
     def to_dot(self):
         """Return the graph as Graphviz DOT text: an ellipse per input, a box per layer (with its
@@ -195,36 +171,12 @@ class Graph(Layer):
 
         Render it with Graphviz: ``dot -Tsvg model.dot -o model.svg``.
         """
-        lines = ["digraph tinynet {", '  node [shape=box, fontname="Helvetica"];']
-        for node in self._inputs:
-            lines.append(f'  {node.index} [label="input {node.index[2:]}", shape=ellipse];')
-        for node in self._layer_nodes:
-            shape = "" if node.shape is None else "\\n" + _dot_escape(_shape_text(node))
-            lines.append(f'  n{node.index} [label="{node.index}: {_dot_escape(repr(node.layer))}{shape}"];')
-        for node in self._layer_nodes:
-            for source in node.inputs:
-                lines.append(f"  {_dot_id(source)} -> n{node.index};")
-        if self._output is not None:
-            lines.append('  output [label="output", shape=ellipse];')
-            lines.append(f"  {_dot_id(self._output)} -> output;")
-        lines.append("}")
-        return "\n".join(lines) + "\n"
+        from .graph_text import to_dot
+
+        return to_dot(self)
 
     def extra_repr(self):
         return f"{len(self._layer_nodes)} layers"
-
-
-def _shape_text(node):
-    """``(N, 256)``: the output shape with the batch axis named, ``?`` before the first forward."""
-    return "?" if node.shape is None else str(("N",) + node.shape[1:]).replace("'", "")
-
-
-def _dot_id(node):
-    return node.index if node.layer is None else f"n{node.index}"
-
-
-def _dot_escape(text):
-    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class Sequential(Graph):

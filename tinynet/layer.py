@@ -7,7 +7,7 @@ input and *adds* the gradients of the parameters into ``p.grad``.
 
 import numpy as np
 
-from .backend import backend_name, check_backend, get_array_module, to_device, to_numpy
+from .backend import backend_name, check_backend, get_array_module, to_device
 
 
 class Parameter:
@@ -174,37 +174,15 @@ class Layer:
     # -- saving and loading -----------------------------------------------
     def state_dict(self):
         """Return ``{name: numpy.ndarray}`` host copies of parameters and buffers."""
-        return {name: to_numpy(getattr(obj, attr)).copy() for name, (obj, attr) in self._state_slots()}
+        from .state import layer_state
 
-    def _state_slots(self, prefix=""):
-        """Yield ``(name, (object, attribute))`` for every saved array, layer by layer."""
-        for attr, value in vars(self).items():
-            if isinstance(value, Parameter):
-                yield prefix + attr, (value, "data")
-        for attr in self.buffers:
-            yield prefix + attr, (self, attr)
-        for name, child in self.children():
-            yield from child._state_slots(prefix + name + ".")
+        return layer_state(self)
 
     def load_state_dict(self, state):
         """Load a ``state_dict``; strict: any mismatch raises and changes nothing."""
-        if not isinstance(state, dict):
-            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a dict, got {type(state).__name__}")
-        targets = dict(self._state_slots())
-        missing = sorted(set(targets) - set(state))
-        unexpected = sorted(set(state) - set(targets))
-        wrong_shape = [
-            f"{name}: model has {getattr(obj, attr).shape}, state has {np.shape(state[name])}"
-            for name, (obj, attr) in targets.items()
-            if name in state and tuple(getattr(obj, attr).shape) != tuple(np.shape(state[name]))
-        ]
-        if missing or unexpected or wrong_shape:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: " + describe_mismatch(missing, unexpected, wrong_shape))
-        for name, (obj, attr) in targets.items():
-            current = getattr(obj, attr)
-            xp = get_array_module(current)
-            value = xp.array(to_device(state[name], backend_name(current)), dtype=current.dtype)
-            setattr(obj, attr, value)
+        from .state import load_layer_state
+
+        load_layer_state(self, state)
 
     def to(self, backend):
         """Move parameters, gradients and buffers to ``"numpy"`` or ``"cupy"``; return self.
@@ -227,18 +205,6 @@ class Layer:
 
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"
-
-
-def describe_mismatch(missing, unexpected, wrong_shapes):
-    """One line saying how a saved state and a model disagree (for strict loading)."""
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected}")
-    if wrong_shapes:
-        problems.append("wrong shapes: " + "; ".join(wrong_shapes))
-    return ", ".join(problems)
 
 
 def check_input(layer, x, ndim=None, features=None, like=None, axis=-1):

@@ -1,11 +1,8 @@
 """Optimizers with PyTorch's update rules: SGD (momentum, Nesterov, weight decay) and Adam."""
 
 import math
-import warnings
 
-import numpy as np
-
-from .backend import backend_name, get_array_module, to_device, to_numpy
+from .backend import backend_name, get_array_module, to_device
 from .layer import Parameter
 
 
@@ -66,24 +63,12 @@ class Optimizer:
         return self
 
     def state_dict(self):
-        """Host copies of everything ``step()`` has accumulated, for checkpoints.
+        """Host copies of everything ``step()`` has accumulated, for checkpoints: ``type``,
+        ``hyperparameters``, ``parameters`` (names), ``state`` (per parameter, {key: array}: SGD's
+        ``momentum_buffer``, Adam's ``m`` and ``v``) and the counters (Adam's ``t``)."""
+        from .state import optimizer_state
 
-        Returns
-        -------
-        dict
-            ``type`` (the class name), ``hyperparameters`` ({name: value}), ``parameters``
-            (their names, in order), ``state`` (per parameter, {key: numpy.ndarray} of the
-            parameter's shape: SGD's ``momentum_buffer``, Adam's ``m`` and ``v``) and the
-            counters (Adam's step count ``t``).
-        """
-        state = {
-            "type": type(self).__name__,
-            "hyperparameters": {k: _plain(getattr(self, k)) for k in self.hyperparameters},
-            "parameters": [p.name for p in self.params],
-            "state": [{k: to_numpy(v).copy() for k, v in s.items()} for s in self.state],
-        }
-        state.update({c: int(getattr(self, c)) for c in self.counters})
-        return state
+        return optimizer_state(self)
 
     def load_state_dict(self, state):
         """Load a ``state_dict`` onto this optimizer's parameters (their backend and dtype).
@@ -92,43 +77,9 @@ class Optimizer:
         optimizer's own, so a resumed run may lower the lr; any other that differs from
         the saved one gets a warning, since the run will not continue as it began.
         """
-        name = type(self).__name__
-        if not isinstance(state, dict):
-            raise TypeError(f"{name}.load_state_dict: expected a dict from state_dict(), got {type(state).__name__}")
-        if state.get("type", name) != name:
-            raise ValueError(f"{name}.load_state_dict: the state was saved by {state['type']}, not by {name}")
-        missing = sorted({"type", "state", *self.counters} - set(state))
-        if missing:
-            raise ValueError(f"{name}.load_state_dict: the state has no {missing}; expected a dict from state_dict()")
-        saved = state["state"]
-        if len(saved) != len(self.params):
-            raise ValueError(
-                f"{name}.load_state_dict: the state is for {len(saved)} parameters, this optimizer has {len(self.params)}"
-            )
-        wrong = [
-            f"parameter {i} ({p.name}) {key}: optimizer has {tuple(p.data.shape)}, state has {tuple(np.shape(value))}"
-            for i, (p, s) in enumerate(zip(self.params, saved))
-            for key, value in s.items()
-            if tuple(np.shape(value)) != tuple(p.data.shape)
-        ]
-        if wrong:
-            raise ValueError(f"{name}.load_state_dict: wrong shapes: " + "; ".join(wrong))
-        changed = [
-            f"{k}={v!r} (saved {state['hyperparameters'][k]!r})"
-            for k, v in ((k, _plain(getattr(self, k))) for k in self.hyperparameters if k != "lr")
-            if k in state.get("hyperparameters", {}) and state["hyperparameters"][k] != v
-        ]
-        if changed:
-            warnings.warn(f"{name}.load_state_dict: keeping this optimizer's " + ", ".join(changed), stacklevel=2)
-        self.state = [
-            {
-                key: get_array_module(p.data).array(to_device(value, backend_name(p.data)), dtype=p.data.dtype)
-                for key, value in s.items()
-            }
-            for p, s in zip(self.params, saved)
-        ]
-        for c in self.counters:
-            setattr(self, c, int(state[c]))
+        from .state import load_optimizer_state
+
+        load_optimizer_state(self, state)
 
     def _check_kind(self, p, key, value):
         """Refuse state left on another backend than its parameter (model.to without optimizer.to)."""
@@ -146,11 +97,6 @@ class Optimizer:
                 f"its parameter {p.data.shape}"
             )
         return p.grad
-
-
-def _plain(value):
-    """A hyperparameter as JSON keeps it: tuples become lists, so saved and current compare equal."""
-    return list(value) if isinstance(value, tuple) else value
 
 
 def check_nonnegative(opt, name, value):

@@ -15,7 +15,6 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .backend import backend_name, get_array_module, synchronize, to_numpy
-from .checkpoint import load, save
 from .data.batching import minibatches
 from .graph import Graph
 from .history import History
@@ -132,6 +131,8 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
                 history.val_accuracy.append(val.accuracy)
             display.row(epoch, history)
             if checkpoint is not None:
+                from .checkpoint import save
+
                 save(checkpoint, model, optimizer, history, rng=rng, epoch=epoch)
     return history
 
@@ -185,6 +186,8 @@ def opt_into_speed(model, loss, optimizer, step, cuda_graph, progress):
 
 def resume_from(checkpoint, model, optimizer, rng, progress):
     """Load a checkpoint written by fit: ``(history, first epoch to run)``."""
+    from .checkpoint import load
+
     saved = load(checkpoint, model, optimizer, rng=rng)
     if saved.epoch is None or saved.history is None:
         raise ValueError(f"fit: {checkpoint} was not written by fit (it has no epoch or history); cannot resume from it")

@@ -6,9 +6,9 @@ Backward only: one forward, then each timed call re-installs the same saved valu
 and runs backward. The two forms alternate call by call (so a change in machine load
 hits both alike), after warm-up calls; the median is reported, and on CuPy every
 call is synchronised. Without --backend, times NumPy, and CuPy too where a GPU is found.
-Both forms run as the plain NumPy-API code; a third column times the fused kernels that
-the simplified form uses in training: CuPy's on a GPU, the C kernels on NumPy where they
-were built (tinynet/kernels/cpu.py).
+Both forms run as the plain NumPy-API code that a student reads. With --fast a third column
+times the opt-in fused kernels (tinynet.speed) of the simplified form: CuPy's on a GPU, the C
+kernels on NumPy where a C compiler is found.
 """
 
 import os
@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 
-from .. import kernels
 from ..backend import cupy_available, require_cupy
 from ..layers import BatchNorm
 
@@ -47,6 +46,7 @@ def add_arguments(p):
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per form first (default 3)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fast", action="store_true", help="also time the opt-in fused kernels (tinynet.speed)")
 
 
 def backends_to_time(backend):
@@ -61,19 +61,23 @@ def synchronize(xp):
         xp.cuda.get_current_stream().synchronize()
 
 
-def variants(xp):
-    """What is timed: (label, BatchNorm gradient form, fused kernels on?).
+def variants(xp, fast=False):
+    """What is timed: (label, BatchNorm gradient form, accelerated?).
 
-    Both forms run as the plain NumPy-API code that the docs derive; the simplified form is
-    also timed as the fused kernels that training uses (tinynet.kernels): CuPy's, or on NumPy
+    Both forms run as the plain NumPy-API code that the docs derive; with ``fast`` the
+    simplified form is also timed accelerated (tinynet.speed): CuPy's kernels, or on NumPy
     the C kernels where they could be built.
     """
     plain = [("paper", "paper", False), ("simplified", "simplified", False)]
-    has_fused = xp is not np or kernels.cpu_library() is not None
+    if not fast:
+        return plain
+    from ..speed import cpu
+
+    has_fused = xp is not np or cpu.library() is not None
     return plain + [("fused", "simplified", True)] if has_fused else plain
 
 
-def time_backward(n, c, xp, dtype, repeat, warmup, rng):
+def time_backward(n, c, xp, dtype, repeat, warmup, rng, fast=False):
     """Median seconds of one backward call of each variant at (N, C), and how far they disagree.
 
     Returns
@@ -87,24 +91,25 @@ def time_backward(n, c, xp, dtype, repeat, warmup, rng):
     gamma = xp.asarray(rng.uniform(0.5, 1.5, c), dtype=dtype)  # not 1, so that a gamma slip would show
     backend = "numpy" if xp is np else "cupy"
     layers, caches, outputs, times = {}, {}, {}, {}
-    for label, form, fused in variants(xp):
+    for label, form, fused in variants(xp, fast):
         layer = BatchNorm(c, gradient=form, dtype=dtype).to(backend)
         layer.gamma.data[...] = gamma
-        with kernels.use_fused(fused):
-            layer(x)
+        if fused:
+            from ..speed import accelerate
+
+            accelerate(layer)
+        layer(x)
         caches[label] = layer.saved()  # what forward kept: re-installed before every timed backward
         layers[label], times[label] = layer, []
-    order = [v[0] for v in variants(xp)]
-    fused_on = {label: fused for label, _, fused in variants(xp)}
+    order = [v[0] for v in variants(xp, fast)]
     for i in range(warmup + repeat):
         for label in order[i % len(order):] + order[: i % len(order)]:  # rotate who goes first
             layer = layers[label]
             layer.save_for_backward(*caches[label])
-            with kernels.use_fused(fused_on[label]):
-                synchronize(xp)
-                start = time.perf_counter()
-                dx = layer.backward(dy)
-                synchronize(xp)
+            synchronize(xp)
+            start = time.perf_counter()
+            dx = layer.backward(dy)
+            synchronize(xp)
             if i >= warmup:
                 times[label].append(time.perf_counter() - start)
             outputs[label] = dx
@@ -128,14 +133,14 @@ def run(args):
         load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
         print(f"\nBatchNorm backward on {backend}, {args.dtype}: median of {args.repeat} calls after "
               f"{args.warmup} warm-up calls{load}")
-        fused = any(on for _, _, on in variants(xp))
+        fused = any(on for _, _, on in variants(xp, args.fast))
         head = (f"{'N':>6} {'C':>6}  {'paper (ms)':>11}  {'simplified (ms)':>15}  {'paper/simplified':>16}  {'faster':>10}"
                 + (f"  {'fused (ms)':>10}  {'paper/fused':>11}" if fused else "") + f"  {'max |diff| / max |dx|':>21}")
         print(head)
         print("-" * len(head))
         rng = np.random.default_rng(args.seed)
         for n, c in sizes:
-            r = time_backward(n, c, xp, dtype, args.repeat, args.warmup, rng)
+            r = time_backward(n, c, xp, dtype, args.repeat, args.warmup, rng, args.fast)
             ratio = r["paper"] / r["simplified"]
             relative = r["max_abs_diff"] / max(r["scale"], np.finfo(dtype).tiny)
             faster = "simplified" if ratio > 1 else "paper"

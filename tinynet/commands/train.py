@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 
-from .. import kernels
 from ..backend import to_device
 from ..data.batching import images_to_features, split_validation
 from ..datasets import load_fashion_mnist, load_mnist
@@ -46,6 +45,19 @@ def add_arguments(p):
     p.add_argument("--data-dir", default=None, help="dataset cache (default $TINYNET_DATA or ~/.cache/tinynet)")
     p.add_argument("--save", metavar="PATH", default=None, help="write weights to PATH.npz and history to PATH.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table, only the final line")
+    p.add_argument("--fast", action="store_true",
+                   help="opt into tinynet.speed: fused kernels (C on the CPU, CUDA on a GPU) replace the plain code")
+
+
+def describe_path(args):
+    """One line saying which code trains: the plain layers, or the opt-in fused kernels."""
+    if not args.fast:
+        return f"plain {'NumPy' if args.backend == 'numpy' else 'CuPy'} code of tinynet/layers (--fast opts into fused kernels)"
+    if args.backend == "numpy":
+        from ..speed import cpu_status
+
+        return f"fast (tinynet.speed), C kernels {cpu_status()}"
+    return "fast (tinynet.speed): CUDA kernels and tinynet's cuBLAS calls"
 
 
 def run(args):
@@ -74,13 +86,12 @@ def run(args):
         print(model.summary())
         print(f"{args.dataset}: {len(x_train)} training, {0 if validation is None else len(validation[0])} "
               f"validation, {len(x_test)} test examples; backend {args.backend}")
-        if args.backend == "numpy":
-            print(f"CPU kernels: {kernels.cpu_status()}")
+        print(f"path: {describe_path(args)}")
         print()
     schedule = None if args.constant_lr else cosine_schedule(optimizer.lr, args.epochs)
     start = time.perf_counter()
     history = fit(model, loss, optimizer, x_train, y_train, args.epochs, args.batch_size,
-                  validation=validation, rng=rng, progress=not args.quiet, lr_schedule=schedule)
+                  validation=validation, rng=rng, progress=not args.quiet, lr_schedule=schedule, fast=args.fast)
     test = evaluate(model, loss, x_test, y_test)
     if args.save:
         base = args.save[:-4] if args.save.endswith(".npz") else args.save

@@ -4,9 +4,21 @@
 >>> (x_train, y_train), (x_test, y_test) = load_mnist()  # doctest: +SKIP
 """
 
-from .batching import images_to_nchw
-from .idx import read_idx, write_idx
-from .mnist import DatasetUnavailableError, data_home, load_fashion_mnist, load_mnist
+import importlib
+
+from .batching import images_to_features, images_to_nchw, minibatches, split_validation
+
+# the file formats and the dataset downloads load on first use: a training step needs only batching
+_ON_FIRST_USE = {"read_idx": ".idx", "write_idx": ".idx", "load_mnist": ".mnist", "load_fashion_mnist": ".mnist",
+                 "data_home": ".mnist", "DatasetUnavailableError": ".mnist"}
+
+
+def __getattr__(name):
+    if name not in _ON_FIRST_USE:
+        raise AttributeError(f"module 'tinynet.data' has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(_ON_FIRST_USE[name], __name__), name)
+    return value
+
 
 __all__ = [
     "read_idx",
@@ -16,4 +28,7 @@ __all__ = [
     "data_home",
     "DatasetUnavailableError",
     "images_to_nchw",
+    "images_to_features",
+    "minibatches",
+    "split_validation",
 ]

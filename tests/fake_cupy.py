@@ -2,13 +2,13 @@
 
 It is just enough of CuPy for tinynet's GPU code paths to run end to end where there is no
 GPU, so that the Python around the kernels (argument order, pointer tables, the CUDA-graph
-bookkeeping of tinynet.cuda_graph) is exercised, not only the kernels themselves:
+bookkeeping of tinynet.speed.cuda_graph) is exercised, not only the kernels themselves:
 
 - ``ndarray`` is a NumPy array whose type says "cupy", with ``.data.ptr`` and ``.get()``;
 - ``RawModule`` compiles the CUDA C with tests/cuda_cpu.py and runs it on the CPU;
 - streams, events, memory pools and the allocator switch are inert;
 - stream capture is emulated faithfully where it matters: while a stream captures, kernel
-  launches, ufuncs and device copies are *recorded* (with the very arrays they were given,
+  launches, ufuncs, ``fill``, item assignment and device copies are *recorded* (with the very arrays they were given,
   as a CUDA graph keeps pointers) instead of run, ``zeros`` records its fill, and any read
   back to the host raises, as on a GPU. ``Graph.launch`` replays the record.
 
@@ -74,6 +74,15 @@ class ndarray(np.ndarray):
     def __bool__(self):
         _no_host_read("bool()")
         return bool(np.asarray(self).view(np.ndarray))
+
+    def fill(self, value):  # a kernel on a GPU (zero_grad's): recorded during a capture
+        target = self.view(np.ndarray)
+        _run_or_record(lambda: target.fill(value))
+
+    def __setitem__(self, key, value):  # a kernel or a copy on a GPU: recorded during a capture
+        target = self.view(np.ndarray)
+        source = value.view(np.ndarray) if isinstance(value, ndarray) else value
+        _run_or_record(lambda: target.__setitem__(key, source))
 
     def __getitem__(self, key):  # CuPy returns 0-d arrays where NumPy returns scalars
         key = key if isinstance(key, tuple) else (key,)
@@ -306,7 +315,7 @@ def _make_module():
 
 
 def _fake_gemm(a, b, out=None, beta=0.0):
-    """tinynet.kernels.blas.gemm on NumPy: out = a @ b + beta * out, recorded during a capture."""
+    """tinynet.speed.blas.gemm on NumPy: out = a @ b + beta * out, recorded during a capture."""
     a_, b_ = np.asarray(a).view(np.ndarray), np.asarray(b).view(np.ndarray)
     if out is None:
         out, beta = np.empty((a.shape[0], b.shape[1]), a.dtype).view(ndarray), 0.0
@@ -319,22 +328,24 @@ def _fake_gemm(a, b, out=None, beta=0.0):
     return out
 
 
+# the modules of tinynet.speed that import cupy when they are imported: imported afresh under the
+# fake, and put back afterwards. The registry (its capture flag), the implementations (the table),
+# cpu and cuda_graph import no cupy at import time and stay as they are.
+GPU_MODULES = ("_cuda", "activations", "batchnorm", "blas", "dropout", "linear", "optim", "softmax_ce")
+
+
 @contextlib.contextmanager
 def installed(build_dir):
     """Within the block, ``import cupy`` gives the fake and tinynet's GPU paths use it."""
-    import tinynet.kernels as kernels
+    import tinynet.speed as speed
 
+    names = [f"tinynet.speed.{m}" for m in GPU_MODULES]
     RawModule.build_dir = build_dir
-    saved = {name: sys.modules[name] for name in list(sys.modules) if name == "cupy" or name.startswith("tinynet.kernels.")}
-    for name in saved:
-        del sys.modules[name]
-    submodules = {k: v for k, v in vars(kernels).items() if isinstance(v, types.ModuleType) and v.__name__.startswith("tinynet.kernels.")}
-    for name in submodules:  # ``from tinynet.kernels import blas`` reads the attribute: drop it so imports are fresh
-        delattr(kernels, name)
-    sys.modules["cupy"] = _make_module()
-    kernels._resolved.clear()
+    saved = {name: sys.modules.pop(name) for name in ["cupy", *names] if name in sys.modules}
+    submodules = {m: vars(speed).pop(m) for m in GPU_MODULES if m in vars(speed)}  # ``from . import blas`` reads
+    sys.modules["cupy"] = _make_module()  # the package attribute: drop it so the imports are fresh
     try:
-        from tinynet.kernels import blas
+        from tinynet.speed import blas
 
         blas.real_gemm, blas.gemm = blas.gemm, _fake_gemm
         blas.handle = lambda: None
@@ -343,12 +354,9 @@ def installed(build_dir):
     finally:
         global _recording
         _recording = None
-        kernels._resolved.clear()
-        for name in [n for n in sys.modules if n == "cupy" or n.startswith("tinynet.kernels.")]:
-            del sys.modules[name]
+        for name in ["cupy", *names]:
+            sys.modules.pop(name, None)
         sys.modules.update(saved)
-        for name in [k for k, v in vars(kernels).items()
-                     if isinstance(v, types.ModuleType) and v.__name__.startswith("tinynet.kernels.")]:
-            delattr(kernels, name)  # imported under the fake
-        for name, module in submodules.items():  # the package attributes point at the real submodules again
-            setattr(kernels, name, module)
+        for m in GPU_MODULES:
+            vars(speed).pop(m, None)  # imported under the fake
+        vars(speed).update(submodules)  # the package attributes point at the real submodules again

@@ -1,12 +1,12 @@
-"""The fused CuPy kernels (tinynet/kernels) against the plain code they replace.
+"""The fused CuPy kernels (tinynet/speed) against the plain code they replace.
 
 Three kinds of test:
-- dispatch: which function a layer gets, on any machine;
+- the table: which classes have a fused implementation on CuPy, on any machine;
 - the CUDA C of every kernel run on the CPU by tests/cuda_cpu.py (needs g++), checked
   against the plain NumPy code: indexing, reductions and formulas, without a GPU;
-- on a GPU (skipped elsewhere): every fused function against the plain code on the same
-  CuPy arrays (``use_fused(False)``), cuBLAS through our handle, and a CUDA-graph-captured
-  fit against an eager one.
+- on a GPU (skipped elsewhere; on tests/fake_cupy.py with tests/run_on_fake_gpu.py): every
+  accelerated object (``tinynet.speed.accelerate``) against a plain one on the same CuPy
+  arrays, cuBLAS through our handle, and a CUDA-graph-captured fit against an eager one.
 """
 
 import importlib.util
@@ -17,49 +17,24 @@ import pytest
 
 import cuda_cpu
 import tinynet as tn
-from tinynet import kernels
+from tinynet import speed
 from tinynet.backend import cupy_available
+from tinynet.speed.registry import FUSED
 
-KERNELS = Path(tn.__file__).parent / "kernels"
+KERNELS = Path(tn.__file__).parent / "speed"
 needs_gxx = pytest.mark.skipif(not cuda_cpu.available(), reason="the CPU emulation of the CUDA kernels needs g++")
 
 
-# -- dispatch -------------------------------------------------------------------------
+# -- the table ------------------------------------------------------------------------
 
 
-def test_numpy_arrays_get_only_the_cpu_kernels():
-    x = np.zeros((2, 3), np.float32)
-    cpu = {name for name in kernels.NAMES if kernels.fused(name, x) is not None}
-    if kernels.cpu_library() is None:  # no C compiler here: the plain code everywhere
-        assert cpu == set()
-    else:  # never a CuPy one (those import cupy); the GEMM stays NumPy's (OpenBLAS)
-        assert cpu == {"relu_forward", "relu_backward", "batchnorm_forward", "batchnorm_backward",
-                       "softmax_cross_entropy", "softmax_cross_entropy_backward", "sgd_update", "adam_update", "all_finite"}
-    assert all(kernels.fused(name, np.zeros((3, 2), np.float32).T) is None for name in kernels.NAMES)
-    assert all(kernels.fused(name, np.zeros(3, np.int64)) is None for name in kernels.NAMES)
-    with kernels.use_fused(False):
-        assert all(kernels.fused(name, x) is None for name in kernels.NAMES)
-    with pytest.raises(ValueError, match="kernels.fused: unknown kernel 'relu_sideways'"):
-        kernels.fused("relu_sideways", x)
-    assert not kernels.capturing()
-
-
-def test_kernels_function_refuses_an_unknown_name():
-    with pytest.raises(ValueError, match="kernels.function: unknown kernel 'relu_sideways'; expected one of"):
-        kernels.function("relu_sideways")
-
-
-def test_use_fused_switches_off_and_restores():
-    assert kernels.fused_enabled()
-    with kernels.use_fused(False):
-        assert not kernels.fused_enabled()
-        with kernels.use_fused(True):
-            assert kernels.fused_enabled()
-        assert not kernels.fused_enabled()
-    assert kernels.fused_enabled()
-    with pytest.raises(TypeError, match="use_fused: expected True or False"):
-        with kernels.use_fused("no"):
-            pass
+def test_cupy_implementations_cover_the_hot_classes_and_nothing_else():
+    on_cupy = {cls for cls, backend in FUSED if backend == "cupy"}
+    assert on_cupy == {tn.ReLU, tn.BatchNorm, tn.Linear, tn.Dropout, tn.SoftmaxCrossEntropy, tn.SGD}
+    for (cls, backend), implementation in FUSED.items():
+        assert issubclass(implementation, speed.Fused)
+        assert set(implementation.methods) <= set(dir(cls)), implementation  # it replaces methods the class has
+    assert not speed.capturing()
 
 
 # -- the CUDA C, run on the CPU -------------------------------------------------------
@@ -124,14 +99,13 @@ def plain_batchnorm(x, momentum=0.1, eps=1e-5):
     bn.gamma.data[:] = np.linspace(0.5, 1.5, x.shape[1])
     bn.beta.data[:] = np.linspace(-0.2, 0.3, x.shape[1])
     start = (bn.running_mean.copy(), bn.running_var.copy())
-    with kernels.use_fused(False):  # the NumPy code, not tinynet.kernels.cpu
-        y = bn.forward(x)
+    y = bn.forward(x)  # the plain NumPy code: nothing accelerated it
     return bn, y, start
 
 
 def column_launch(n, c, rows):
     """(grid, rows) of a column reduction over chunks of ``rows`` rows (None: one chunk), as
-    tinynet.kernels._cuda.column_chunks gives them; the last chunk may be shorter."""
+    tinynet.speed._cuda.column_chunks gives them; the last chunk may be shorter."""
     rows = rows or n
     return (-(-c // 32), -(-n // rows)), rows
 
@@ -180,7 +154,7 @@ def test_batchnorm_forward_kernels(compiled, rng, dtype, shape, rows):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(2, 3), (37, 45), (70, 64)])
 @pytest.mark.parametrize("rows", CHUNK_ROWS)
-@pytest.mark.parametrize("overwrite", [False, True])  # True: right after zero_grad, the old values never read
+@pytest.mark.parametrize("overwrite", [False, True])  # True: sums written into fresh arrays, the old values never read
 def test_batchnorm_backward_kernels(compiled, rng, dtype, shape, rows, overwrite):
     n, c = shape
     x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
@@ -309,12 +283,19 @@ def close(a, b, dtype, scale=1.0):
     np.testing.assert_allclose(tn.to_numpy(a), tn.to_numpy(b), rtol=tol[0], atol=tol[1] * scale)
 
 
+def accelerated(*objects):
+    """The objects (layers, losses, optimizers) given their fused CuPy implementations; each
+    must get one, or a test of fused against plain would compare the plain code with itself."""
+    for obj in objects:
+        kind = "model" if isinstance(obj, tn.Layer) else "optimizer" if isinstance(obj, tn.optim.Optimizer) else "loss"
+        report = speed.accelerate(**{kind: obj}, backend="cupy")
+        assert [o for _, o, _ in report] == [obj], f"nothing accelerated {type(obj).__name__}"
+    return objects[0] if len(objects) == 1 else objects
+
+
 def twice(make, run):
-    """run(make()) with fused kernels and with the plain code: (fused result, plain result)."""
-    fused = run(make())
-    with kernels.use_fused(False):
-        plain = run(make())
-    return fused, plain
+    """``run(make(fused))`` with the objects accelerated and plain: (fused result, plain result)."""
+    return run(make(True)), run(make(False))
 
 
 @pytest.mark.gpu
@@ -324,10 +305,10 @@ def test_gpu_batchnorm_fused_equals_plain(cp, rng, dtype, shape):
     x = cp.asarray((rng.standard_normal(shape) * 3 + 1).astype(dtype))
     dy = cp.asarray(rng.standard_normal(shape).astype(dtype))
 
-    def make():
+    def make(fused):
         bn = tn.BatchNorm(shape[1], dtype=dtype).to("cupy")
         bn.gamma.data[...] = cp.linspace(0.5, 1.5, shape[1], dtype=dtype)
-        return bn
+        return accelerated(bn) if fused else bn
 
     def run(bn):
         y = bn(x)
@@ -342,20 +323,27 @@ def test_gpu_batchnorm_fused_equals_plain(cp, rng, dtype, shape):
 
 
 @pytest.mark.gpu
-def test_gpu_batchnorm_backward_takes_the_path_its_forward_took(cp, rng):
-    """The fused forward saves x and the mean, not xhat: its backward must run fused even when
-    use_fused(False) was switched on in between, and a plain forward's backward runs plain."""
+def test_gpu_batchnorm_backward_after_restore_or_accelerate_in_between(cp, rng):
+    """The fused forward saves x and the mean, not xhat: restored before its backward, the layer's
+    plain backward must get the plain layout; accelerated after a plain forward, the fused
+    backward must run the plain one. Either way the gradients are the plain ones."""
     x = cp.asarray(rng.standard_normal((64, 5)))
     dy = cp.asarray(rng.standard_normal((64, 5)))
-    results = {}
-    for forward_fused in (True, False):
+    results = []
+    for forward_fused in (True, False, None):  # None: plain throughout
         bn = tn.BatchNorm(5, dtype=np.float64).to("cupy")
-        with kernels.use_fused(forward_fused):
-            bn(x)
-        assert (bn._saved[0] == "fused") is forward_fused  # what forward kept for backward
-        with kernels.use_fused(not forward_fused):
-            results[forward_fused] = bn.backward(dy)
-    close(results[True], results[False], np.float64, scale=10)
+        if forward_fused:
+            accelerated(bn)
+        bn(x)
+        assert (type(bn._saved[0]).__name__ == "CupyBatchNorm") is bool(forward_fused)  # what forward kept
+        if forward_fused:
+            speed.restore(bn)
+        elif forward_fused is False:
+            accelerated(bn)
+        results.append([tn.to_numpy(a) for a in (bn.backward(dy), bn.gamma.grad, bn.beta.grad)])
+    for got in results[:2]:
+        for a, b in zip(got, results[2]):
+            close(a, b, np.float64, scale=10)
 
 
 @pytest.mark.gpu
@@ -365,14 +353,18 @@ def test_gpu_relu_and_softmax_cross_entropy_fused_equal_plain(cp, rng, dtype, n)
     x = cp.asarray(rng.standard_normal((n, 10)).astype(dtype) * 4)
     labels = cp.asarray(rng.integers(0, 10, n))
 
-    def run(_):
+    def make(fused):
         relu, crit = tn.ReLU(), tn.SoftmaxCrossEntropy()
+        return accelerated(relu, crit) if fused else (relu, crit)
+
+    def run(made):
+        relu, crit = made
         h = relu(x)
         value = crit(h, labels)
         dh = crit.backward(0.7)
         return value, dh, relu.backward(dh)
 
-    for f, p in zip(*twice(lambda: None, run)):
+    for f, p in zip(*twice(make, run)):
         close(f, p, dtype)
 
 
@@ -387,11 +379,10 @@ def test_gpu_relu_fused_equals_plain_on_large_arrays(cp, rng, dtype, shape, offs
     x[0, 0], x[-1, -1] = cp.nan, -0.0
     dy = cp.asarray(rng.standard_normal(size + offset).astype(dtype))[offset:].reshape(shape)
 
-    def run(_):
-        relu = tn.ReLU()
+    def run(relu):
         return relu(x), relu.backward(dy)
 
-    for f, p in zip(*twice(lambda: None, run)):
+    for f, p in zip(*twice(lambda fused: accelerated(tn.ReLU()) if fused else tn.ReLU(), run)):
         np.testing.assert_array_equal(tn.to_numpy(f), tn.to_numpy(p))
 
 
@@ -403,8 +394,9 @@ def test_gpu_linear_fused_equals_plain(cp, rng, dtype, bias):
     x = x_full[:, 3:33]  # not contiguous: the GEMM wrapper must copy it
     dy = cp.asarray(rng.standard_normal((40, 20)).astype(dtype))
 
-    def make():
-        return tn.Linear(30, 20, bias=bias, rng=np.random.default_rng(3), dtype=dtype).to("cupy")
+    def make(fused):
+        layer = tn.Linear(30, 20, bias=bias, rng=np.random.default_rng(3), dtype=dtype).to("cupy")
+        return accelerated(layer) if fused else layer
 
     def run(layer):
         layer.weight.grad[...] = 1  # backward adds into it
@@ -414,7 +406,7 @@ def test_gpu_linear_fused_equals_plain(cp, rng, dtype, bias):
 
     for f, p in zip(*twice(make, run)):
         close(f, p, dtype, scale=30)
-    layer = make()
+    layer = make(True)
     layer.input_grad = False
     layer(x)
     assert layer.backward(dy) is None
@@ -422,7 +414,7 @@ def test_gpu_linear_fused_equals_plain(cp, rng, dtype, bias):
 
 @pytest.mark.gpu
 def test_gpu_column_reductions_split_tall_inputs_into_enough_blocks(cp, monkeypatch):
-    from tinynet.kernels import _cuda
+    from tinynet.speed import _cuda
 
     monkeypatch.setattr(_cuda, "_multiprocessors", lambda device: 132)  # an H200
     assert _cuda.column_chunks(128, 256) == ((8, 1), (32, 32), 128)  # small batches: one pass, as before
@@ -438,7 +430,7 @@ def test_gpu_column_reductions_split_tall_inputs_into_enough_blocks(cp, monkeypa
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gpu_column_sum_of_a_tall_input_equals_the_plain_sum(cp, rng, dtype):
-    from tinynet.kernels import _cuda, linear
+    from tinynet.speed import _cuda, linear
 
     a = cp.asarray(rng.standard_normal((3000, 40)).astype(dtype))
     assert _cuda.column_chunks(3000, 40)[0][1] > 1  # the chunked path, on any GPU
@@ -450,21 +442,23 @@ def test_gpu_column_sum_of_a_tall_input_equals_the_plain_sum(cp, rng, dtype):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("batch", [64, 2500])  # 2500 rows: the column sums in chunks, then merged
-@pytest.mark.parametrize("strided", [False, True])  # True: gradients the kernels cannot write in place
-def test_gpu_fused_backward_writes_gradients_after_zero_grad_and_adds_after_that(cp, rng, batch, strided):
-    """zero_grad only marks the gradients: the fused Linear and BatchNorm backward must write them
-    whole (garbage in the arrays never read), and add when called again without zero_grad; also
-    where a gradient is a strided view, which they fill through a temporary (write_or_add)."""
+@pytest.mark.parametrize("strided", [False, True])  # True: gradients the kernels cannot add into in place
+def test_gpu_fused_backward_adds_into_the_gradients(cp, rng, batch, strided):
+    """The fused Linear and BatchNorm backward add into p.grad as the plain ``+=`` does: a second
+    backward without zero_grad doubles the first; also where a gradient is a strided view,
+    which they add to through a temporary."""
     x = cp.asarray(rng.standard_normal((batch, 12)).astype(np.float64))
     dy = cp.asarray(rng.standard_normal((batch, 3)).astype(np.float64))
 
-    def make():
+    def make(fused):
         model = tn.mlp([12, 16, 16, 3], rng=np.random.default_rng(0), dtype=np.float64).to("cupy")
         for p in model.parameters():
             if strided:
                 p.grad = cp.zeros(p.data.shape[:-1] + (2 * p.data.shape[-1],))[..., ::2]  # every other column
-            p.grad[...] = np.nan  # what the arrays hold is never read after zero_grad
-            p.zero_grad()
+            p.grad[...] = 0.5  # what was there is added to
+        if fused:
+            fusable = [m for m in model.modules() if type(m) in (tn.Linear, tn.BatchNorm, tn.ReLU)]
+            assert [o for _, o, _ in speed.accelerate(model)] == fusable and len(fusable) == 7
         return model
 
     def run(model):
@@ -478,16 +472,15 @@ def test_gpu_fused_backward_writes_gradients_after_zero_grad_and_adds_after_that
     fused, plain = twice(make, run)
     for fused_step, plain_step in zip(fused, plain):
         for f, p in zip(fused_step, plain_step):
-            assert np.isfinite(f).all()
             close(f, p, np.float64, scale=batch)
     for once, summed in zip(fused[0], fused[1]):
-        close(summed, 2 * once, np.float64, scale=batch)
+        close(summed - 0.5, 2 * (once - 0.5), np.float64, scale=batch)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gpu_gemm_layouts_and_accumulation(cp, rng, dtype):
-    from tinynet.kernels import blas
+    from tinynet.speed import blas
 
     a = cp.asarray(rng.standard_normal((17, 9)).astype(dtype))
     b = cp.asarray(rng.standard_normal((9, 13)).astype(dtype))
@@ -506,9 +499,10 @@ def test_gpu_sgd_fused_equal_plain(cp, rng, momentum, nesterov, weight_decay):
     start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [[cp.asarray(rng.standard_normal(s).astype(np.float32)) for s in shapes] for _ in range(3)]
 
-    def make():
+    def make(fused):
         params = [tn.Parameter(cp.asarray(d)) for d in start]
-        return params, tn.SGD(params, lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        opt = tn.SGD(params, lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        return params, accelerated(opt) if fused else opt
 
     def run(made):
         params, opt = made
@@ -525,11 +519,17 @@ def test_gpu_sgd_fused_equal_plain(cp, rng, momentum, nesterov, weight_decay):
 
 
 @pytest.mark.gpu
-def test_gpu_dropout_masks_come_from_the_layer_rng(cp, rng):
+@pytest.mark.parametrize("fused", [True, False])  # True: the mask drawn on the GPU, seeded from the rng
+def test_gpu_dropout_masks_come_from_the_layer_rng(cp, rng, fused):
     x = cp.ones((400, 300), cp.float32)
-    first = tn.Dropout(0.3, rng=np.random.default_rng(5))(x)
-    again = tn.Dropout(0.3, rng=np.random.default_rng(5))(x)
-    other = tn.Dropout(0.3, rng=np.random.default_rng(6))(x)
+
+    def dropout(seed):
+        layer = tn.Dropout(0.3, rng=np.random.default_rng(seed))
+        return accelerated(layer) if fused else layer
+
+    first = dropout(5)(x)
+    again = dropout(5)(x)
+    other = dropout(6)(x)
     assert bool((first == again).all()) and not bool((first == other).all())
     assert 0.28 < float((first == 0).mean()) < 0.32
     assert float(first.max()) == pytest.approx(1 / 0.7)
@@ -549,7 +549,8 @@ def train_on_gpu(cp, cuda_graph, epochs=3, schedule=None, n=1000, batch_size=64)
     model = tn.mlp([20, 64, 64, 4], rng=np.random.default_rng(1)).to("cupy")
     opt = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
     history = tn.fit(model, tn.SoftmaxCrossEntropy(), opt, cp.asarray(x), cp.asarray(y), epochs=epochs, batch_size=batch_size,
-                     rng=np.random.default_rng(2), progress=False, lr_schedule=schedule, cuda_graph=cuda_graph)
+                     rng=np.random.default_rng(2), progress=False, lr_schedule=schedule, fast=True,
+                     cuda_graph=cuda_graph)
     return history, model
 
 
@@ -577,8 +578,8 @@ def test_gpu_cuda_graph_replays_column_sums_done_in_chunks(cp):
 
 @pytest.fixture
 def captured_steps(monkeypatch):
-    """The list of every tinynet.cuda_graph.CapturedStep that fit makes during the test."""
-    from tinynet import cuda_graph
+    """The list of every tinynet.speed.cuda_graph.CapturedStep that fit makes during the test."""
+    from tinynet.speed import cuda_graph
 
     made = []
     original = cuda_graph.CapturedStep.__init__
@@ -604,7 +605,8 @@ def test_gpu_cuda_graph_is_captured_again_when_the_lr_changes(cp, captured_steps
 def test_cuda_graph_refuses_what_it_cannot_replay(rng):
     x, y = blobs(rng, 64)
     model = tn.mlp([20, 8, 4], rng=rng)
-    fit = lambda m, opt: tn.fit(m, tn.SoftmaxCrossEntropy(), opt, x, y, 1, 32, progress=False, cuda_graph=True)  # noqa: E731
+    fit = lambda m, opt: tn.fit(m, tn.SoftmaxCrossEntropy(), opt, x, y, 1, 32, progress=False, fast=True,  # noqa: E731
+                                cuda_graph=True)
     with pytest.raises(ValueError, match="cuda_graph=True supports SGD only, got Adam"):
         fit(model, tn.Adam(model.parameters()))
     dropout = tn.Sequential(tn.Linear(20, 4, rng=rng), tn.Dropout(0.2, rng=rng))
@@ -614,6 +616,8 @@ def test_cuda_graph_refuses_what_it_cannot_replay(rng):
         fit(model, tn.SGD(model.parameters(), lr=0.1))
     with pytest.raises(TypeError, match="fit: expected cuda_graph to be True or False"):
         tn.fit(model, tn.SoftmaxCrossEntropy(), tn.SGD(model.parameters(), lr=0.1), x, y, 1, 32, cuda_graph="yes")
+    with pytest.raises(ValueError, match="cuda_graph=True is part of the speed opt-in; pass fast=True as well"):
+        tn.fit(model, tn.SoftmaxCrossEntropy(), tn.SGD(model.parameters(), lr=0.1), x, y, 1, 32, cuda_graph=True)
 
 
 # -- without a GPU: the GPU code paths end to end on tests/fake_cupy.py ---------------------
@@ -636,9 +640,9 @@ def small_run(cp, cuda_graph=False, fused=True, schedule=None, epochs=2, backend
     opt = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
     if backend == "cupy":
         x, y = cp.asarray(x), cp.asarray(y)
-    with kernels.use_fused(fused):
-        history = tn.fit(model, tn.SoftmaxCrossEntropy(), opt, x, y, epochs=epochs, batch_size=64,
-                         rng=np.random.default_rng(2), progress=False, lr_schedule=schedule, cuda_graph=cuda_graph)
+    history = tn.fit(model, tn.SoftmaxCrossEntropy(), opt, x, y, epochs=epochs, batch_size=64,
+                     rng=np.random.default_rng(2), progress=False, lr_schedule=schedule, fast=fused,
+                     cuda_graph=cuda_graph)
     return history, model
 
 
@@ -684,7 +688,7 @@ def test_nonfinite_kernel_flags_a_nan_in_the_loss_or_any_gradient(compiled, rng,
 
 
 def test_fake_gpu_a_broken_cublas_handle_falls_back_to_cupy_matmul(fake_gpu, monkeypatch):
-    from tinynet.kernels import blas
+    from tinynet.speed import blas
 
     monkeypatch.setattr(blas, "problem", blas.real_problem)  # the check runs, and fails: no cuBLAS here
     monkeypatch.setattr(blas, "gemm", blas.real_gemm)

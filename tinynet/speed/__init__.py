@@ -109,6 +109,9 @@ def _unbind(obj):
     if fused is not None:
         for method in type(fused).methods:
             obj.__dict__.pop(method, None)
+        saved = obj.__dict__.get("_saved")
+        if saved and saved[0] is fused:  # a fused forward awaits its backward, which now runs plain
+            obj._saved = tuple(fused.plain_saved(saved[1:]))
 
 
 def cpu_status():

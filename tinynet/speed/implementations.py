@@ -75,6 +75,14 @@ def _own_saved(fused):
     return saved is not None and saved[0] is fused
 
 
+def _plain_backward(fused, dy):
+    """The plain backward, after a fused forward too: what that forward saved is handed over in
+    the plain layout (:meth:`Fused.plain_saved`)."""
+    if _own_saved(fused):
+        fused.layer.save_for_backward(*fused.plain_saved(fused.layer.saved()[1:]))
+    return fused.plain.backward(fused.layer, dy)
+
+
 # -- ReLU ------------------------------------------------------------------------------------
 class _ReLU:
     def forward(self, x):
@@ -87,9 +95,7 @@ class _ReLU:
 
     def backward(self, dy):
         if not _own_saved(self) or not self.fits(dy):
-            if _own_saved(self):  # the plain backward reads (y,): hand it over untagged
-                self.layer.save_for_backward(*self.layer.saved()[1:])
-            return self.plain.backward(self.layer, dy)
+            return _plain_backward(self, dy)
         _, y = self.layer.saved()
         check_grad(self.layer, dy, y.shape)
         return self.ops("activations").relu_backward(y, np.ascontiguousarray(dy) if type(dy) is np.ndarray else dy)
@@ -120,11 +126,18 @@ class _BatchNorm:
         return y
 
     def backward(self, dy):
-        if not _own_saved(self):
-            return self.plain.backward(self.layer, dy)
+        saved = self.layer.__dict__.get("_saved")
+        # another dtype of dy: the plain code's dx has the promoted dtype, the kernel's x's
+        if not _own_saved(self) or not (self.fits(dy) and dy.dtype == saved[1].dtype):
+            return _plain_backward(self, dy)
         _, x, mean, inv_std = self.layer.saved()
         check_grad(self.layer, dy, x.shape)
         return self.ops("batchnorm").batchnorm_backward(self.layer, dy, x, mean, inv_std)
+
+    def plain_saved(self, saved):
+        x, mean, inv_std = saved
+        xc = x - mean
+        return True, xc * inv_std, inv_std, xc  # as BatchNorm.forward saves them in training mode
 
 
 @register(BatchNorm, "numpy")
@@ -149,8 +162,8 @@ class CupyLinear(_OnCupy):
         return self.ops("linear").forward(layer, x)
 
     def backward(self, dy):
-        if not _own_saved(self):
-            return self.plain.backward(self.layer, dy)
+        if not _own_saved(self) or not self.fits(dy):
+            return _plain_backward(self, dy)
         _, x = self.layer.saved()
         check_grad(self.layer, dy, (x.shape[0], self.layer.out_features))
         return self.ops("linear").backward(self.layer, x, dy)

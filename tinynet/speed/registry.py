@@ -49,6 +49,12 @@ class Fused:
         """False when this implementation cannot run here at all (no compiler, no GPU kernels)."""
         return True
 
+    def plain_saved(self, saved):
+        """What the plain forward would have saved, from what this implementation's forward saved
+        (its tag removed): handed to the plain backward when it runs after a fused forward (the
+        object restored, or a ``dy`` the kernel does not take). The default: the same values."""
+        return saved
+
 
 class _State(threading.local):
     capture_depth = 0  # > 0 while cuda_graph records a training step

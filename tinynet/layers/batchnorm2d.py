@@ -66,7 +66,9 @@ class BatchNorm2d(BatchNorm):
         xhat = xc * per_channel(inv_std)  # (N, C, H, W)
         self._update_running_statistics(mu, var, m)
         self.save_for_backward(True, xhat, inv_std, xc)
-        return gamma * xhat + beta  # (N, C, H, W)
+        y = xhat * gamma  # (N, C, H, W)
+        y += beta  # in place: y is ours, no second (N, C, H, W) temporary
+        return y
 
     def backward(self, dy):
         batch_stats, xhat, inv_std, xc = self.saved()
@@ -78,13 +80,19 @@ class BatchNorm2d(BatchNorm):
         self.beta.grad += dbeta
         if not batch_stats:  # eval: the statistics are constants, y is affine in x
             return dy * per_channel(gamma * inv_std)
-        dxhat = dy * per_channel(gamma)  # (N, C, H, W)
         n, _, h, w = dy.shape
         m = n * h * w
         if self.gradient == "paper":
+            dxhat = dy * per_channel(gamma)  # (N, C, H, W)
             dvar = channel_sum(dxhat, xc) * -0.5 * inv_std**3  # (C,)  dl/dvar
             dmu = -inv_std * channel_sum(dxhat) + dvar * (-2 * channel_sum(xc) / m)  # (C,)  dl/dmu
             return dxhat * per_channel(inv_std) + per_channel(dvar) * (2 * xc / m) + per_channel(dmu / m)
         # the simplified form; its two sums are the ones just taken, times gamma:
-        # sum(dxhat) = gamma * dbeta, sum(dxhat * xhat) = gamma * dgamma
-        return per_channel(inv_std / m) * (m * dxhat - per_channel(gamma * dbeta) - xhat * per_channel(gamma * dgamma))
+        # sum(dxhat) = gamma * dbeta, sum(dxhat * xhat) = gamma * dgamma, so with gamma taken out
+        #   dx = gamma * inv_std * (dy - dbeta / m - xhat * dgamma / m)
+        # computed in one (N, C, H, W) array, each step in place
+        dx = xhat * per_channel(dgamma / m)
+        dx -= dy  # now -(dy - xhat * dgamma / m)
+        dx += per_channel(dbeta / m)
+        dx *= per_channel(-gamma * inv_std)
+        return dx

@@ -9,9 +9,10 @@ weight (O, C, kh, kw), stride s and zero padding p::
 im2col lays every receptive field out as a row, so the sum is one matrix product. The rows are
 read from a channels-last copy of the padded input through a strided *view* (no Python loop),
 and the reshape to a matrix makes the one copy. Backward runs the same product transposed:
-the weight gradient is dy_rows.T @ cols, the column gradient dy_rows @ weight, and col2im adds
-each of the kh*kw kernel taps back as one slab, dxpad[:, a::s, b::s, :] += dcols[..., a, b, :]
-(taps overlap when s < k, hence +=). A sliding-window layer differs from a dense one in these
+the weight gradient is dy_rows.T @ cols, the column gradient dy_rows @ weight, computed tap by
+tap so that each tap's gradient is one contiguous (N, Ho, Wo, C) block, and col2im adds each of
+the kh*kw kernel taps back as one slab, dxpad[:, a::s, b::s, :] += dcols[a, b] (taps overlap
+when s < k, hence +=). A sliding-window layer differs from a dense one in these
 two index maps only: docs/extending.md walks through them.
 """
 
@@ -66,8 +67,8 @@ class Conv2d(Layer):
         dtype of the parameters; inputs must match it.
 
     Shapes: x (N, C, H, W) -> y (N, O, Ho, Wo) with Ho = (H + 2 * ph - kh) // sh + 1, likewise Wo;
-    weight (O, C, kh, kw) as PyTorch's, bias (O,). The output is a view of channels-last memory
-    (its strides say so); every NumPy and CuPy operation reads it as (N, O, Ho, Wo).
+    weight (O, C, kh, kw) as PyTorch's, bias (O,). Inside, the work runs channels last; the output
+    and dL/dx come back C-contiguous in NCHW.
     """
 
     input_grad = True  # False: backward returns None and skips col2im (nothing needs dL/dx)
@@ -104,7 +105,9 @@ class Conv2d(Layer):
         if self.bias is not None:
             y += self.bias.data  # (O,) along each row
         self.save_for_backward(x.shape, cols)
-        return y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)  # (N, O, Ho, Wo), a view
+        # back to NCHW memory: the layers after it then run on contiguous arrays (an element-wise
+        # op on a transposed view next to a contiguous one is several times slower)
+        return xp.ascontiguousarray(y.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2))  # (N, O, Ho, Wo)
 
     def backward(self, dy):
         (n, c, h, w), cols = self.saved()
@@ -118,14 +121,17 @@ class Conv2d(Layer):
             self.bias.grad += dy_rows.sum(axis=0)  # (O,)
         if not self.input_grad:
             return None
-        dcols = (dy_rows @ self._weight_matrix()).reshape(n, ho, wo, kh, kw, c)  # (N, Ho, Wo, kh, kw, C)
-        # col2im: each kernel tap (a, b) touched a strided slab of the padded input; add it back there
+        # the column gradient tap by tap: dcols[a, b] = dy_rows @ weight[:, :, a, b], one batched product
         xp = get_array_module(dy)
+        taps = xp.ascontiguousarray(self.weight.data.transpose(2, 3, 0, 1))  # (kh, kw, O, C)
+        dcols = xp.matmul(dy_rows, taps.reshape(kh * kw, self.out_channels, c))  # (kh*kw, N*Ho*Wo, C)
+        dcols = dcols.reshape(kh, kw, n, ho, wo, c)
+        # col2im: tap (a, b) read the strided slab xpad[:, a::sh, b::sw, :]; add its gradient back there
         dxpad = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dcols.dtype)  # channels last, like xpad
         for a in range(kh):
             for b in range(kw):
-                dxpad[:, a:a + sh * (ho - 1) + 1:sh, b:b + sw * (wo - 1) + 1:sw, :] += dcols[:, :, :, a, b, :]
-        return dxpad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)  # (N, C, H, W), padding dropped
+                dxpad[:, a:a + sh * (ho - 1) + 1:sh, b:b + sw * (wo - 1) + 1:sw, :] += dcols[a, b]  # (N, Ho, Wo, C)
+        return xp.ascontiguousarray(dxpad[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2))  # (N, C, H, W), unpadded
 
     def _weight_matrix(self):
         """The weight as (O, kh*kw*C), its columns in the order of an im2col row (tap, then channel)."""

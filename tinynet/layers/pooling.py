@@ -60,14 +60,15 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         n, c, ho, wo = self._output_shape(x)
         xp = get_array_module(x)
-        y, which = None, xp.zeros((n, c, ho, wo), np.int32)  # which: the winning tap per output
+        y, which = None, xp.zeros((n, c, ho, wo), np.uint8 if self._taps() < 256 else np.int32)
         for t, slab in taps(self.kernel_size, self.stride, ho, wo):
             tap = x[slab]  # (N, C, Ho, Wo), a view
             if y is None:
                 y = tap.copy()
                 continue
-            wins = tap > y  # strictly: an earlier tap keeps a tie
-            which[wins] = t
+            # which: the winning tap. t grows tap by tap, so max(which, t) where this tap wins is t;
+            # strictly >, so a tie keeps the earlier tap, as PyTorch
+            xp.maximum(which, (tap > y) * which.dtype.type(t), out=which)
             xp.maximum(y, tap, out=y)
         self.save_for_backward(x.shape, which)
         return y
@@ -81,6 +82,9 @@ class MaxPool2d(_Pool2d):
         for t, slab in taps(self.kernel_size, self.stride, ho, wo):
             dx[slab] += dy * (which == t)  # only where tap t won
         return dx
+
+    def _taps(self):
+        return self.kernel_size[0] * self.kernel_size[1]
 
 
 class AvgPool2d(_Pool2d):

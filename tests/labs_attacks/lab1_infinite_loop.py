@@ -1,0 +1,3 @@
+"""Hangs at import: an infinite loop."""
+while True:
+    pass

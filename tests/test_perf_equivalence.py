@@ -1,8 +1,9 @@
-"""The CPU fast path changes no numbers: what each shortcut of the hot path must keep true.
+"""The shortcuts of the hot path change no numbers: what each must keep true.
 
 fit skips the gradient of the data (the first Linear's dx), minibatches gathers each shuffled
-batch on its own, BatchNorm keeps two arrays between steps and uses the simplified backward
-with the dgamma/dbeta sums reused. Each test pins what that must not change.
+batch on its own, BatchNorm's simplified backward reuses the dgamma/dbeta sums, the fused
+BatchNorm (tinynet.speed) recomputes xhat instead of keeping it. Each test pins what that must
+not change.
 """
 
 import numpy as np
@@ -10,7 +11,13 @@ import pytest
 
 import tinynet as tn
 from tinynet.data.batching import minibatches
-from tinynet.train import data_readers
+from tinynet.train import first_layer_skips_input_gradient
+
+
+def skipped(model):
+    """The Linear layers fit tells to skip dL/dx (input_grad False) while it trains ``model``."""
+    with first_layer_skips_input_gradient(model):
+        return [m for m in model.modules() if isinstance(m, tn.Linear) and not m.input_grad]
 
 
 def blobs(rng, n=200, dim=10, classes=3):
@@ -63,13 +70,14 @@ def test_an_input_that_fans_out_keeps_its_gradient():
     h = g.add(tn.Linear(10, 10, rng=rng), x_in)
     s = g.add(tn.Add(), h, x_in)  # the input is read twice
     g.output(g.add(tn.Linear(10, 3, rng=rng), g.add(tn.ReLU(), s)))
-    assert data_readers(g) == []
+    assert skipped(g) == []
     x, y = blobs(rng, n=64)
     history = tn.fit(g, tn.SoftmaxCrossEntropy(), tn.SGD(g.parameters(), lr=0.05), x, y, 2, 16, rng=rng, progress=False)
     assert np.isfinite(history.train_loss).all()
     lone = tn.Linear(10, 3, rng=rng)
-    assert data_readers(lone) == [lone]
-    assert data_readers(tn.mlp([10, 4, 3], rng=rng))[0].in_features == 10
+    assert skipped(lone) == [lone] and lone.input_grad  # set back after fit
+    model = tn.mlp([10, 4, 3], rng=rng)
+    assert [m.in_features for m in skipped(model)] == [10]
 
 
 def test_minibatches_are_the_permute_then_slice_batches_and_contiguous():
@@ -88,11 +96,18 @@ def test_minibatches_are_the_permute_then_slice_batches_and_contiguous():
 
 
 @pytest.mark.parametrize("gradient", ["simplified", "paper"])
-def test_batchnorm_outputs_survive_later_steps_and_shape_changes(gradient):
-    """The kept arrays are internal: an output or gradient handed out is never overwritten."""
+@pytest.mark.parametrize("fast", [False, True])  # True: the C kernels (tinynet.speed), where they are built
+def test_batchnorm_outputs_survive_later_steps_and_shape_changes(gradient, fast):
+    """An output or gradient handed out is never overwritten by a later step."""
     rng = np.random.default_rng(0)
     bn = tn.BatchNorm(6, gradient=gradient)
     fresh = tn.BatchNorm(6, gradient=gradient)
+    if fast:
+        import tinynet.speed
+
+        if not tinynet.speed.accelerate(bn):
+            pytest.skip(f"no C kernels: {tinynet.speed.cpu_status()}")
+        tinynet.speed.accelerate(fresh)
     x1, x2, x3 = (rng.standard_normal((n, 6)).astype(np.float32) for n in (8, 8, 5))
     y1 = bn(x1)
     dx1 = bn.backward(np.ones_like(y1))
@@ -127,70 +142,21 @@ def test_simplified_backward_matches_the_seed_formula_in_float64():
     np.testing.assert_allclose(bn.beta.grad, dy.sum(axis=0), rtol=1e-12)
 
 
-def test_zero_grad_is_seen_as_zeros_by_every_reader(rng):
-    """zero_grad defers the fill: any read of p.grad afterwards still sees zeros."""
+def test_zero_grad_fills_the_gradient_in_place_and_backward_adds(rng):
+    """zero_grad fills zeros into the array a reader holds; += adds; assigning replaces."""
     p = tn.Parameter(rng.standard_normal((3, 4)).astype(np.float32), "w")
     p.grad += 5
+    held = p.grad
     p.zero_grad()
-    assert not p.grad.any()
+    assert p.grad is held and not held.any()
     p.grad += 1  # a hand-written backward that adds
     np.testing.assert_array_equal(p.grad, np.ones((3, 4)))
-    p.zero_grad()
-    p.grad = np.full((3, 4), 2, np.float32)  # assigning replaces, zeros owed or not
+    p.grad = np.full((3, 4), 2, np.float32)  # assigning replaces
     np.testing.assert_array_equal(p.grad, np.full((3, 4), 2))
 
 
-def test_accumulate_writes_into_a_zeroed_gradient_and_adds_otherwise(rng):
-    a, b = rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)
-    p = tn.Parameter(np.zeros((3, 4), np.float32), "w")
-    p.grad += 7
-    before = p.grad
-    p.zero_grad()
-    p.accumulate(np.matmul, a, b)
-    assert p.grad is before  # written in place, no new array
-    np.testing.assert_allclose(p.grad, a @ b, rtol=1e-6)
-    p.accumulate(np.matmul, a, b)
-    np.testing.assert_allclose(p.grad, 2 * (a @ b), rtol=1e-6)
-
-
-def test_grad_to_write_says_whether_zeros_are_owed_and_settles_them(rng):
-    """What a fused kernel asks before it writes a gradient: the array as it is, and whether to
-    overwrite it (zeros owed after zero_grad) or add; either way the zeros are no longer owed."""
-    p = tn.Parameter(np.zeros((3, 4), np.float32), "w")
-    p.grad += 7
-    stale = p.grad
-    p.zero_grad()
-    grad, overwrite = p.grad_to_write()
-    assert grad is stale and overwrite
-    np.testing.assert_array_equal(grad, np.full((3, 4), 7))  # not filled: the caller writes every element
-    grad[...] = 2  # the kernel's write
-    np.testing.assert_array_equal(p.grad, np.full((3, 4), 2))  # reading no longer fills zeros
-    grad, overwrite = p.grad_to_write()
-    assert grad is stale and not overwrite  # nothing owed: the caller adds
-
-
-def test_accumulate_that_fails_leaves_the_zeros_owed(rng):
-    p = tn.Parameter(np.zeros((3, 4), np.float32), "w")
-    p.grad += 7
-    p.zero_grad()
-    with pytest.raises(ValueError, match=r"Parameter w.accumulate: matmul cannot write into the gradient of shape \(3, 4\)"):
-        p.accumulate(np.matmul, np.ones((2, 3), np.float32), np.ones((3, 4), np.float32))
-    assert not p.grad.any()
-
-
-def test_accumulate_refuses_what_would_broadcast_or_is_no_function():
-    p = tn.Parameter(np.zeros((3, 4), np.float32), "w")
-    p.grad += 1  # not zeroed: the adding path
-    with pytest.raises(ValueError, match=r"Parameter w.accumulate: expected a result of the gradient's shape "
-                                         r"\(3, 4\), got shape \(4,\)"):
-        p.accumulate(np.sum, np.ones((5, 4), np.float32), axis=0)
-    np.testing.assert_array_equal(p.grad, np.ones((3, 4)))  # untouched
-    with pytest.raises(TypeError, match="Parameter w.accumulate: expected a function such as numpy.matmul, got ndarray"):
-        p.accumulate(np.ones(3))
-
-
 def test_a_layer_used_twice_between_zero_grads_sums_both_gradients(rng):
-    """The first backward writes into the zeroed gradient, the second adds: the sum, as before."""
+    """Both backwards add into the zeroed gradient: the sum."""
     layer = tn.Linear(4, 3, rng=rng, dtype=np.float64)
     x1, x2 = rng.standard_normal((5, 4)), rng.standard_normal((6, 4))
     dy1, dy2 = rng.standard_normal((5, 3)), rng.standard_normal((6, 3))

@@ -4,12 +4,18 @@ Run:  make bench                                    (installs the `bench` extra,
   or: python benchmarks/bench_cpu.py --rounds 5 --save benchmarks/results/my-machine
 
 For each (hidden, batch) configuration it trains 784-hidden-hidden-10 with BatchNorm (SGD, momentum
-0.9) on the 60000 MNIST training images. One round is one epoch of tinynet (``tinynet.fit``) and one
-epoch of PyTorch over the *same* shuffled batches, starting from the *same* weights, cut into blocks
-of the data that the two train in turns (the order alternating), so load from other processes hits
-both alike. It prints the median seconds per epoch, the ratio tinynet / PyTorch, the GFLOP/s of the
-whole training step against the float32 GEMM peak measured in the same run, and the peak RSS of one
-training run per framework, each in a subprocess of its own. PyTorch is optional: without it only tinynet is timed.
+0.9) on the 60000 MNIST training images. One round is one epoch of each trainer over the *same*
+shuffled batches, starting from the *same* weights, cut into blocks of the data that the trainers
+train in turns (the order rotating), so load from other processes hits them alike. The trainers:
+``tinynet`` (the default ``tinynet.fit``: the plain code a student reads), ``tinynet-fast``
+(``fit(..., fast=True)``: the opt-in C kernels of tinynet.speed) and ``torch`` (PyTorch eager). It
+prints the median seconds per epoch, each tinynet's ratio to PyTorch, the GFLOP/s of the whole
+training step against the float32 GEMM peak measured in the same run, and the peak RSS of one
+training run per framework, each in a subprocess of its own. PyTorch is optional: without it only
+tinynet is timed.
+
+``--threads`` caps the BLAS threads of every trainer (PyTorch's too); within the cap tinynet's fit
+chooses its own count by problem size, as it does for a user.
 """
 
 import argparse
@@ -35,7 +41,8 @@ def parse_args(argv=None):
                         "turns block by block (default 3)")
     p.add_argument("--threads", type=int, default=2, help="BLAS threads for NumPy and torch.set_num_threads (default 2)")
     p.add_argument("--train-size", type=int, default=60000, help="training examples per epoch (default 60000)")
-    p.add_argument("--frameworks", default="tinynet,torch", help="which to run (default tinynet,torch)")
+    p.add_argument("--frameworks", default="tinynet,tinynet-fast,torch",
+                   help="which to run (default tinynet,tinynet-fast,torch)")
     p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     p.add_argument("--save", metavar="BASE", default=None, help="also write BASE.json and BASE.txt")
     p.add_argument("--data-dir", default=None, help="MNIST cache (default $TINYNET_DATA or ~/.cache/tinynet)")
@@ -51,8 +58,8 @@ def parse_args(argv=None):
     if not args.configs or any(len(c) != 2 or min(c) < 1 for c in args.configs):
         p.error(f"--configs: expected HIDDENxBATCH pairs such as 256x128,1024x1024, got {text!r}")
     args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    if not set(args.frameworks) <= {"tinynet", "torch"}:
-        p.error(f"--frameworks: expected tinynet and/or torch, got {args.frameworks}")
+    if not set(args.frameworks) <= {"tinynet", "tinynet-fast", "torch"}:
+        p.error(f"--frameworks: expected some of tinynet, tinynet-fast, torch, got {args.frameworks}")
     return args
 
 
@@ -134,16 +141,17 @@ def timed(f):
 
 
 class TinynetTrainer:
-    def __init__(self, sizes, batch):
+    def __init__(self, sizes, batch, fast=False):
         self.model = tn.mlp(sizes, rng=np.random.default_rng(SEED))
         self.loss = tn.SoftmaxCrossEntropy()
         self.optimizer = tn.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
-        self.batch = batch
+        self.batch, self.fast = batch, fast
 
     def epoch(self, x, y, seed):
         """Train one epoch, shuffled by ``seed``; return (seconds, mean training loss)."""
         rng = np.random.default_rng(seed)
-        history = tn.fit(self.model, self.loss, self.optimizer, x, y, 1, self.batch, rng=rng, progress=False)
+        history = tn.fit(self.model, self.loss, self.optimizer, x, y, 1, self.batch, rng=rng, progress=False,
+                         fast=self.fast)
         return history.seconds[0], history.train_loss[0]
 
     def accuracy(self, x, y):
@@ -271,8 +279,15 @@ def machine():
         "numpy": np.__version__,
         "blas": blas_name(),
         "threads": ARGS.threads,
-        "cpu_kernels": tn.kernels.cpu_status(),  # tinynet's C kernels on or off (tinynet/kernels/cpu.py)
+        # the opt-in C kernels (tinynet.speed.cpu): built or not; only tinynet-fast uses them
+        "cpu_kernels": cpu_status() if "tinynet-fast" in ARGS.frameworks else "not used",
     }
+
+
+def cpu_status():
+    from tinynet.speed import cpu_status
+
+    return cpu_status()
 
 
 def blas_name():
@@ -293,7 +308,7 @@ def main():
     info["torch"] = None if torch is None else torch.__version__
     print(f"machine: {info['cpu']}, {info['logical_cpus']} logical CPUs; Python {info['python']}, NumPy "
           f"{info['numpy']} ({info['blas']}), torch {info['torch']}; {ARGS.threads} threads each")
-    print(f"tinynet's CPU kernels: {info['cpu_kernels']}")
+    print(f"tinynet-fast's C kernels: {info['cpu_kernels']}")
     print(f"load average before: {os.getloadavg()[0]:.2f}\n")
     (x, y), (x_test, y_test) = load_data(ARGS.train_size)
     results = {"machine": info, "load_before": os.getloadavg(), "configs": [], "gemm_peaks": []}
@@ -302,10 +317,10 @@ def main():
         sizes = [x.shape[1], hidden, hidden, 10]
         peaks = gemm_peak(torch)
         results["gemm_peaks"].append(peaks)  # updated in place after every round
-        tiny = TinynetTrainer(sizes, batch) if "tinynet" in ARGS.frameworks else None
-        ref = tiny or TinynetTrainer(sizes, batch)
-        trainers = {"tinynet": tiny, "torch": torch and TorchTrainer(torch, sizes, batch, ref.model)}
-        trainers = {k: v for k, v in trainers.items() if v is not None}
+        ref = TinynetTrainer(sizes, batch)  # every trainer starts from these weights
+        trainers = {"tinynet": ref, "tinynet-fast": TinynetTrainer(sizes, batch, fast=True),
+                    "torch": torch and TorchTrainer(torch, sizes, batch, ref.model)}
+        trainers = {k: v for k, v in trainers.items() if v is not None and k in ARGS.frameworks}
         for trainer in trainers.values():  # warm up thread pools and allocators: a few batches each
             trainer.epoch(x[: 8 * batch], y[: 8 * batch], SEED)
         print(f"(hidden, batch) = ({hidden}, {batch}): GEMM peak " +
@@ -315,7 +330,8 @@ def main():
         for r in range(ARGS.rounds):
             row = {"load": os.getloadavg()[0], **{name: [0.0, 0.0] for name in trainers}}  # seconds, loss
             for b, (start, stop) in enumerate(bounds):
-                names = list(trainers) if (r + b) % 2 == 0 else list(reversed(trainers))
+                shift = (r + b) % len(trainers)  # who goes first rotates
+                names = list(trainers)[shift:] + list(trainers)[:shift]
                 for name in names:
                     # idle first: the other library's worker threads spin for a while after their last
                     # job (OpenBLAS ~0.1 s, OpenMP up to 0.2 s) and would steal the cores from this block
@@ -336,10 +352,11 @@ def main():
         for name in trainers:
             entry[f"{name}_median_s"] = statistics.median(row[name][0] for row in rounds)
             entry[f"{name}_gflops"] = flops / entry[f"{name}_median_s"] / 1e9
-        if "tinynet" in trainers:
-            entry["peak_fraction"] = entry["tinynet_gflops"] / max(peaks.values())
-        if len(trainers) == 2:
-            entry["ratio"] = statistics.median(row["tinynet"][0] / row["torch"][0] for row in rounds)
+        for name in ("tinynet", "tinynet-fast"):
+            if name in trainers:
+                entry[f"{name}_peak_fraction"] = entry[f"{name}_gflops"] / max(peaks.values())
+            if name in trainers and "torch" in trainers:
+                entry[f"{name}_ratio"] = statistics.median(row[name][0] / row["torch"][0] for row in rounds)
         results["configs"].append(entry)
         print()
 
@@ -359,12 +376,15 @@ def main():
 
 def render(results):
     """The results as a Markdown table and two lines of context."""
-    lines = ["| (hidden, batch) | tinynet s/epoch | PyTorch s/epoch | ratio | tinynet GFLOP/s | % of GEMM peak |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| (hidden, batch) | tinynet s/epoch | tinynet --fast s/epoch | PyTorch s/epoch | ratio plain | ratio fast "
+             "| tinynet GFLOP/s | % of GEMM peak |",
+             "|---|---|---|---|---|---|---|---|"]
     for e in results["configs"]:
         cells = [f"({e['hidden']}, {e['batch']})"]
-        for key, fmt, scale in (("tinynet_median_s", ".3f", 1), ("torch_median_s", ".3f", 1), ("ratio", ".2f", 1),
-                                ("tinynet_gflops", ".0f", 1), ("peak_fraction", ".0f", 100)):
+        for key, fmt, scale in (("tinynet_median_s", ".3f", 1), ("tinynet-fast_median_s", ".3f", 1),
+                                ("torch_median_s", ".3f", 1), ("tinynet_ratio", ".2f", 1),
+                                ("tinynet-fast_ratio", ".2f", 1), ("tinynet_gflops", ".0f", 1),
+                                ("tinynet_peak_fraction", ".0f", 100)):
             cells.append(format(scale * e[key], fmt) if key in e else "-")
         lines.append("| " + " | ".join(cells) + " |")
     peak = max(max(p.values()) for p in results["gemm_peaks"])
@@ -372,7 +392,7 @@ def render(results):
                  f"{ARGS.blocks} blocks per epoch (ratio: median of the per-round ratios); GEMM peak "
                  f"{peak:.0f} GFLOP/s (best 2048^3 float32 product in this run, measured before and after every round); {ARGS.threads} threads each; "
                  f"load average {results['load_before'][0]:.2f} before, {results['load_after'][0]:.2f} after; "
-                 f"tinynet's CPU kernels {results['machine']['cpu_kernels'].split(':')[0]}")
+                 f"tinynet-fast's C kernels {results['machine']['cpu_kernels'].split(':')[0]}")
     if "rss_mib" in results:
         lines.append(f"peak RSS, one fresh process each (default MLP (256, 128), one epoch of {ARGS.train_size} images; "
                      "the CLI: python -m tinynet train --epochs 1): " +

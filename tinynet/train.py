@@ -256,8 +256,10 @@ def blas_threads(x, batch_size, params):
     return threadpool_limits(limits=1, user_api="blas")
 
 
-# batch size x the largest weight's size above which two or more BLAS threads pay (measured)
-ONE_THREAD_BELOW = 128 * 784 * 256 + 1
+# multiply-adds of the largest product (batch x weight size) below which one BLAS thread is faster:
+# (256, 128) has 26 million and ran 8x slower with two threads beside a busy process; (1024, 1024)
+# has 820 million and gains from every core (benchmarks/README.md)
+ONE_THREAD_BELOW = 100_000_000
 
 
 class Progress:

@@ -1,6 +1,6 @@
-"""Fused CPU kernels in C: BatchNorm, ReLU, the softmax cross-entropy, SGD and Adam, one pass or two each.
+"""Fused CPU kernels in C, opted into: BatchNorm, ReLU, the softmax cross-entropy, SGD and Adam, one pass or two each.
 
-The plain NumPy code in ``tinynet/layers`` stays the reference and what a student reads. NumPy
+The plain NumPy code in ``tinynet/layers`` is what runs by default and what a student reads. NumPy
 runs each ``-``, ``*`` or ``.sum()`` as its own pass over memory, so BatchNorm costs six passes
 and a dozen calls each way, where one loop in C needs two or three (``benchmarks/README.md``
 measures it: at batch 128 these parts were 40 % of a step, and the reason tinynet trailed
@@ -25,8 +25,9 @@ adam_update           ``Adam.update``                              1 instead of 
 They are compiled on first use with the system's C compiler (``$CC``, else ``cc``) into a
 cache folder (``$TINYNET_KERNEL_CACHE``, else ``~/.cache/tinynet/kernels``; a private temporary
 folder where that cannot be written) and loaded with ctypes: no package to install. Without a compiler, or with ``TINYNET_CPU_KERNELS=0`` in the
-environment, :func:`library` returns None and every layer runs its plain NumPy code;
-:func:`status` says which. Each kernel is tested equal to the plain code in
+environment, :func:`library` returns None and :func:`tinynet.speed.accelerate` binds no C
+kernel: every layer runs its plain NumPy code; :func:`status` says which. Nothing here is built
+or loaded unless a user opts in (``fit(..., fast=True)``, ``--fast``, ``accelerate``). Each kernel is tested equal to the plain code in
 ``tests/test_cpu_kernels.py``.
 """
 
@@ -89,7 +90,7 @@ int NAME(bn_forward)(const T* restrict x, ptrdiff_t n, ptrdiff_t c, const T* res
 
 // BatchNorm's simplified backward, xhat recomputed from x, mean and inv_std:
 //   dx = k1 * dy - k2 - xhat * k3,  k1 = gamma * inv_std, k2 = k1 * dbeta / n, k3 = k1 * dgamma / n
-// dgamma and dbeta are written (write_* = 1, right after zero_grad) or added into the gradients.
+// dgamma and dbeta are added into the gradients, or written (write_* = 1) into scratch the caller adds.
 int NAME(bn_backward)(const T* restrict dy, const T* restrict x, ptrdiff_t n, ptrdiff_t c, const T* restrict mean,
                       const T* restrict inv_std, const T* restrict gamma, T* restrict dgamma, T* restrict dbeta,
                       int write_gamma, int write_beta, T* restrict dx) {

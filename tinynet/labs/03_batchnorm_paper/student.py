@@ -42,5 +42,6 @@ class BatchNorm(Layer):
     def backward(self, dy):
         # TODO: gamma.grad += sum(dy * xhat); beta.grad += sum(dy);
         #   training: dxhat, then dvar, then dmu, then dx (the paper's Algorithm 1 backward);
+        #     keep the two intermediates for the grader: self.dvar, self.dmu = dvar, dmu  (each (C,))
         #   eval: dx = dy * gamma / sqrt(running_var + eps)
         raise NotImplementedError("Lab 3: BatchNorm.backward")

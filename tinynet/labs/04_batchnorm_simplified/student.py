@@ -25,6 +25,7 @@ class BatchNorm(tn.BatchNorm):
         # What tinynet.BatchNorm.forward saved, shapes (N, C) and (C,):
         #   batch_stats, xhat, inv_std, xc = self.saved()
         # batch_stats is False in eval mode (then inv_std = 1 / sqrt(running_var + eps) and xc is None).
+        # The grader hands your backward xc = None in training too: the simplified form does not need it.
         # TODO: gamma.grad += ...; beta.grad += ...; then
         #   training: dx = 1 / (m * sqrt(var + eps)) * (m * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
         #   eval:     dx = dy * gamma / sqrt(running_var + eps)

@@ -1,6 +1,7 @@
-"""Train an MLP on MNIST (or Fashion-MNIST) and report test accuracy.
+"""Train an MLP or a CNN on MNIST (or Fashion-MNIST) and report test accuracy.
 
 Example: python -m tinynet train --epochs 8 --hidden 256,256
+         python -m tinynet train --model cnn            (5 epochs, LeNet-style with BatchNorm)
 """
 
 import os
@@ -9,10 +10,10 @@ import time
 import numpy as np
 
 from ..backend import to_device
-from ..data.batching import images_to_features, split_validation
+from ..data.batching import images_to_features, images_to_nchw, split_validation
 from ..datasets import load_fashion_mnist, load_mnist
 from ..losses import SoftmaxCrossEntropy
-from ..models import mlp
+from ..models import cnn, mlp
 from ..optim import SGD, Adam, cosine_schedule
 from ..train import evaluate, fit
 
@@ -30,12 +31,14 @@ def hidden_sizes(text):
 
 
 def add_arguments(p):
-    p.add_argument("--epochs", type=int, default=8, help="passes over the training data (default 8)")
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                   help="mlp: Linear layers on (N, 784); cnn: tinynet.models.cnn on (N, 1, 28, 28) (default mlp)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training data (default 8 for mlp, 5 for cnn)")
     p.add_argument("--batch-size", type=int, default=128, help="examples per step (default 128)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 0.05 for sgd, 0.001 for adam)")
     p.add_argument("--constant-lr", action="store_true", help="keep the learning rate fixed (default: cosine decay over the epochs)")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd", help="sgd has momentum 0.9 (default sgd)")
-    p.add_argument("--hidden", default="256,256", help="hidden widths, comma-separated (default 256,256)")
+    p.add_argument("--hidden", default="256,256", help="mlp: hidden widths, comma-separated (default 256,256)")
     p.add_argument("--no-batchnorm", action="store_true", help="leave BatchNorm out")
     p.add_argument("--bn-gradient", choices=["simplified", "paper"], default="simplified",
                    help="BatchNorm backward form (default simplified)")
@@ -62,8 +65,11 @@ def describe_path(args):
 
 def run(args):
     hidden = hidden_sizes(args.hidden)
+    if args.epochs is None:
+        args.epochs = 5 if args.model == "cnn" else 8
     (x_train, y_train), (x_test, y_test) = LOADERS[args.dataset](args.data_dir)
-    x_train, x_test = images_to_features(x_train), images_to_features(x_test)
+    to_inputs = images_to_nchw if args.model == "cnn" else images_to_features  # (N, 1, 28, 28) or (N, 784)
+    x_train, x_test = to_inputs(x_train), to_inputs(x_test)
     y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
     (x_train, y_train), validation = split_validation(x_train, y_train, args.val_size)
     if args.backend != "numpy":
@@ -74,8 +80,13 @@ def run(args):
 
     rng = np.random.default_rng(args.seed)
     classes = int(y_train.max()) + 1
-    model = mlp([x_train.shape[1], *hidden, classes], batchnorm=not args.no_batchnorm,
-                bn_gradient=args.bn_gradient, rng=rng).to(args.backend)
+    if args.model == "cnn":
+        model = cnn(x_train.shape[1:], classes, batchnorm=not args.no_batchnorm, bn_gradient=args.bn_gradient,
+                    rng=rng).to(args.backend)
+        model[0].input_grad = False  # the first Conv2d reads the data: nothing needs its dL/dx
+    else:
+        model = mlp([x_train.shape[1], *hidden, classes], batchnorm=not args.no_batchnorm,
+                    bn_gradient=args.bn_gradient, rng=rng).to(args.backend)
     loss = SoftmaxCrossEntropy()
     if args.optimizer == "sgd":
         optimizer = SGD(model.parameters(), lr=0.05 if args.lr is None else args.lr, momentum=0.9)

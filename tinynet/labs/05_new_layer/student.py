@@ -1,7 +1,10 @@
 """Lab 5: a new layer of your choice, proven right with tinynet.gradcheck.
 
-The stub is LeakyReLU; keep it, or replace it with a layer you choose (ELU, Softplus,
-PReLU with a learned slope, Swish, LayerNorm, ...) and return yours from build().
+The stub is LeakyReLU; keep it, or replace it with another layer from the list the grader
+knows (name your class after it): LeakyReLU, ELU, CELU, SELU, Softplus, SiLU, Swish, Mish,
+GELU, PReLU, LayerNorm. Return yours from build(). Keep hyperparameters in PyTorch's attribute
+names (negative_slope, alpha, beta, eps; GELU.approximate) and read them in forward and backward:
+the grader sets them to values of its own.
 Then grade your work:
 
     make lab N=5            (or: python -m tinynet lab 5)

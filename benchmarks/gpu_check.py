@@ -15,11 +15,11 @@ after each one to benchmarks/results/gpu-<date>.md and, when $OUT is set, to $OU
 1. environment: card, driver, CUDA, versions;
 2. tests: ``pytest -m gpu`` (every test's CuPy case, the fused kernels, the CUDA graph);
 3. training: ``python -m tinynet train --backend cupy`` (the default MLP, 8 epochs) must reach
-   98 % test accuracy; then the same with ``fit(cuda_graph=True)``;
+   98 % test accuracy; then the same with ``fit(fast=True, cuda_graph=True)``;
 4. speed: the MLP 784-H-H-10 with BatchNorm, SGD momentum 0.9, float32, for (H, batch) =
    (256, 128), (1024, 1024), (4096, 4096): seconds per epoch over 60000 images after a
    warm-up epoch, median of the timed epochs, for PyTorch CUDA eager and tinynet-cupy plain
-   (the NumPy-API code as is), fused (the kernels of tinynet/kernels) and fused + CUDA graph.
+   (the NumPy-API code as is, the default), fast (the opt-in kernels of tinynet.speed) and fast + CUDA graph.
 
 Exit status 0 when the tests pass and the accuracy is reached; speed is reported, not gated.
 """
@@ -122,7 +122,7 @@ def environment():
         lines.append(f"- pytest {pytest.__version__}")
     except Exception:
         lines.append("- pytest: not importable (the test stage is skipped)")
-    from tinynet.kernels import blas
+    from tinynet.speed import blas
 
     lines.append(f"- tinynet's own cuBLAS handle (Linear's products, needed by CUDA graphs): "
                  f"{'works, agrees with CuPy' if blas.available() else 'NO: ' + str(blas.problem())}")
@@ -199,7 +199,7 @@ def train_graph_worker(data_dir, save):
     opt = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss = tn.SoftmaxCrossEntropy()
     history = tn.fit(model, loss, opt, tn.to_device(x, "cupy"), tn.to_device(y, "cupy"), 8, 128, rng=rng,
-                     progress=False, lr_schedule=tn.optim.cosine_schedule(0.05, 8), cuda_graph=True)
+                     progress=False, lr_schedule=tn.optim.cosine_schedule(0.05, 8), fast=True, cuda_graph=True)
     result = tn.evaluate(model, loss, tn.to_device(x_test, "cupy"), tn.to_device(y_test, "cupy"))
     save({"accuracy": result.accuracy, "median": statistics.median(history.seconds[1:]), "first": history.seconds[0]})
 
@@ -228,14 +228,12 @@ def time_tinynet(x, y, hidden, batch, epochs, fused=True, cuda_graph=False):
     import numpy as np
 
     import tinynet as tn
-    from tinynet import kernels
 
     rng = np.random.default_rng(0)
     model = tn.mlp([784, hidden, hidden, 10], rng=rng).to("cupy")
     opt = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    with kernels.use_fused(fused):
-        history = tn.fit(model, tn.SoftmaxCrossEntropy(), opt, x, y, epochs, batch, rng=rng, progress=False,
-                         detect_nonfinite=False, cuda_graph=cuda_graph)
+    history = tn.fit(model, tn.SoftmaxCrossEntropy(), opt, x, y, epochs, batch, rng=rng, progress=False,
+                     detect_nonfinite=False, fast=fused, cuda_graph=cuda_graph)
     return history.seconds
 
 
@@ -286,7 +284,8 @@ def launch_costs():
     import numpy as np
 
     import tinynet as tn
-    from tinynet.kernels import activations
+    import tinynet.speed
+    from tinynet.speed import activations
 
     def per_call(function, repeat=2000):
         function()
@@ -300,6 +299,7 @@ def launch_costs():
     a = cupy.ones(1024, cupy.float32)
     x = cupy.asarray(np.random.default_rng(0).random((128, 784), dtype=np.float32))
     model = tn.mlp([784, 256, 256, 10], rng=np.random.default_rng(0)).to("cupy")
+    tinynet.speed.accelerate(model)
     return {
         "cupy a += 1": per_call(lambda: a.__iadd__(1)),
         "fused relu_backward": per_call(lambda: activations.relu_backward(a, a)),

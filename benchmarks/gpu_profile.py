@@ -8,7 +8,7 @@ Run on a GPU machine, from the repository root:
 The model is gpu_check.py's (784-H-H-10 with BatchNorm, SGD momentum 0.9, float32). CUDA events
 recorded between the phases of each step (the batch gather, each layer's forward, the loss,
 zero_grad, the backward, the optimizer step) give each phase's GPU time; the tables show medians
-over the steps after a few warm-up steps, in milliseconds. tinynet runs its fused kernels, eagerly
+over the steps after a few warm-up steps, in milliseconds. tinynet runs its opt-in fused kernels (tinynet.speed), eagerly
 (no CUDA graph), its layers one by one as ``Sequential`` runs them. PyTorch's backward is one call,
 so its phases are coarser; the second table puts both in the same five groups. Synthetic data:
 the timing does not depend on the values. Prints the tables and, when $OUT is set, writes them to
@@ -75,16 +75,17 @@ def tinynet_setup(hidden, examples, features, classes):
     import numpy as np
 
     import tinynet as tn
-    from tinynet.train import SkipInputGradient, data_readers
+    import tinynet.speed
+    from tinynet.train import first_layer_skips_input_gradient
 
     rng = np.random.default_rng(0)
     x = cupy.asarray(rng.random((examples, features), dtype=np.float32))
     y = cupy.asarray(rng.integers(0, classes, examples))
     model = tn.mlp([features, hidden, hidden, classes], rng=rng).to("cupy")
     loss = tn.SoftmaxCrossEntropy()
-    loss.known_label_range = (0, classes - 1)  # as fit does: no read of the labels per step
     optimizer = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    return rng, x, y, model, loss, optimizer, SkipInputGradient(data_readers(model))
+    tinynet.speed.accelerate(model, loss, optimizer)  # the opt-in, as fit(fast=True)
+    return rng, x, y, model, loss, optimizer, first_layer_skips_input_gradient(model)
 
 
 def torch_setup(hidden, examples, features, classes):
@@ -106,6 +107,7 @@ def profile_tinynet(hidden, batch, steps, warmup=3, examples=60000, features=784
     import cupy
 
     rng, x, y, model, loss, optimizer, skip_data_gradient = tinynet_setup(hidden, examples, features, classes)
+    skip_data_gradient.__enter__()  # for the whole profile, as in fit
     layers = [node.layer for node in model.nodes]  # a chain: each layer's output is the next one's input
     marks = Marks(cupy.cuda.Event, cupy.cuda.get_elapsed_time, cupy.cuda.runtime.deviceSynchronize)
     for step in range(warmup + steps):
@@ -122,10 +124,9 @@ def profile_tinynet(hidden, batch, steps, warmup=3, examples=60000, features=784
         marks.mark("zero_grad")
         d = loss.backward()
         marks.mark("loss backward")
-        with skip_data_gradient:
-            for i in reversed(range(len(layers))):
-                d = layers[i].backward(d)
-                marks.mark(f"backward {i} {type(layers[i]).__name__}")
+        for i in reversed(range(len(layers))):
+            d = layers[i].backward(d)
+            marks.mark(f"backward {i} {type(layers[i]).__name__}")
         optimizer.step()
         marks.mark("SGD step")
         marks.finish(keep=step >= warmup)
@@ -163,10 +164,11 @@ def tinynet_step(hidden, batch, examples=60000, features=784, classes=10):
     """tinynet's eager fused step as fit runs it, ``step()``, and the synchronise function."""
     import cupy
 
-    from tinynet.train import whole_step
+    from tinynet.train import training_step
 
     rng, x, y, model, loss, optimizer, skip_data_gradient = tinynet_setup(hidden, examples, features, classes)
-    train_step = whole_step(model, loss, optimizer, skip_data_gradient)
+    skip_data_gradient.__enter__()  # for the whole profile, as in fit
+    train_step = training_step(model, loss, optimizer)
     order = cupy.asarray(rng.permutation(examples))
     starts = range(0, examples - batch + 1, batch)
 

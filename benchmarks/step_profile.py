@@ -28,6 +28,7 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
     p.add_argument("--steps", type=int, default=300, help="timed steps per framework (default 300)")
     p.add_argument("--threads", type=int, default=2, help="BLAS threads and torch threads (default 2)")
+    p.add_argument("--fast", action="store_true", help="profile tinynet with the opt-in kernels (tinynet.speed)")
     p.add_argument("--repeats", type=int, default=3,
                    help="measurements per framework, taken in turns; the table gives the medians (default 3)")
     args = p.parse_args(argv)
@@ -46,7 +47,7 @@ import numpy as np  # noqa: E402
 import tinynet as tn  # noqa: E402
 from tinynet.data.batching import images_to_features  # noqa: E402
 from tinynet.nonfinite import finite_step  # noqa: E402
-from tinynet.train import SkipInputGradient, data_readers  # noqa: E402
+from tinynet.train import blas_threads, first_layer_skips_input_gradient  # noqa: E402
 
 
 IDLE_S = 0.5  # before each framework's turn: the other library's worker threads spin for ~0.2 s
@@ -57,15 +58,19 @@ def tinynet_parts(x, y, batches):
     time.sleep(IDLE_S)
     model = tn.mlp((784, ARGS.hidden, ARGS.hidden, 10), rng=np.random.default_rng(0))
     loss, optimizer = tn.SoftmaxCrossEntropy(), tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    loss.known_label_range = (0, 9)
-    skip = SkipInputGradient(data_readers(model))
+    if ARGS.fast:
+        import tinynet.speed
+
+        tinynet.speed.accelerate(model, loss, optimizer)
+    # as fit runs: the first Linear skips dL/dx of the data, BLAS threads chosen by problem size
+    first_layer_skips_input_gradient(model).__enter__()
+    blas_threads(x, ARGS.batch, model.parameters()).__enter__()
 
     def step(rows, check=finite_step, gather=lambda rows: (x[rows], y[rows])):
         xb, yb = gather(rows)
         value = loss(model.forward(xb), yb)
         optimizer.zero_grad()
-        with skip:
-            model.backward(loss.backward())
+        model.backward(loss.backward())
         check(np, value, optimizer.params)
         optimizer.step()
 
@@ -177,7 +182,7 @@ def main():
     columns = {name: ({part: float(np.median([r[0][part] for r in rs])) for part in PARTS},
                       float(np.median([r[1] for r in rs]))) for name, rs in runs.items()}
     print(f"(hidden, batch) = ({ARGS.hidden}, {ARGS.batch}), {len(batches)} steps, {ARGS.threads} threads; "
-          f"microseconds per step, medians of {ARGS.repeats}; tinynet's CPU kernels {tn.kernels.cpu_status().split(':')[0]}")
+          f"microseconds per step, medians of {ARGS.repeats}; tinynet {'with the opt-in kernels (--fast)' if ARGS.fast else 'plain (the default)'}")
     print("| part | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for part in PARTS:

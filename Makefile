@@ -51,7 +51,8 @@ compare: $(VENV)/.installed-plot
 	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m tinynet compare $(ARGS)
 
 # lab: grade one course lab offline (make lab N=3); labs-selfcheck: every lab's reference passes,
-# its untouched stubs fail, and each planted classic mistake gets its hint (tests/test_labs.py)
+# its untouched stubs fail, each planted classic mistake gets its hint (tests/test_labs.py), and
+# every attack file in tests/labs_attacks/ is refused (tests/test_lab_attacks.py)
 .PHONY: lab labs-selfcheck
 
 lab: $(VENV)/.installed
@@ -59,7 +60,7 @@ lab: $(VENV)/.installed
 
 labs-selfcheck: $(VENV)/.installed-test
 	$(PY) -m tinynet lab --selfcheck
-	$(PY) -m pytest -q tests/test_labs.py
+	$(PY) -m pytest -q tests/test_labs.py tests/test_lab_attacks.py
 
 # gpu-check: on a GPU machine, with only what is installed there (no venv, no pip): the test suite
 # on CuPy, the default MLP to 98 % on MNIST, tinynet-cupy against PyTorch CUDA eager; the report

@@ -94,6 +94,7 @@ def test_relu_kernels(compiled, rng, dtype, shape, vector):
 def plain_batchnorm(x, momentum=0.1, eps=1e-5):
     """The plain layer's training forward (NumPy): y, its saved xhat and inv_std, running stats."""
     bn = tn.BatchNorm(x.shape[1], momentum=momentum, eps=eps, dtype=x.dtype)
+    speed.restore(bn)  # the plain code (under pytest --fast it was accelerated when made)
     bn.running_mean[:] = np.linspace(-1, 1, x.shape[1])
     bn.running_var[:] = np.linspace(0.5, 2, x.shape[1])
     bn.gamma.data[:] = np.linspace(0.5, 1.5, x.shape[1])
@@ -216,6 +217,7 @@ def test_softmax_cross_entropy_kernels(compiled, rng, dtype, n, blocks):
     logits[0, 3] = 80  # a large logit: the shift by the row maximum keeps exp finite
     labels = rng.integers(0, c, n).astype(np.int64)
     crit = tn.SoftmaxCrossEntropy()
+    speed.restore(loss=crit)
     loss_plain = crit(logits, labels)
     probs_plain = crit._saved[0].copy()
     grad_plain = crit.backward(0.5)
@@ -250,6 +252,7 @@ def test_multi_tensor_sgd_kernel_is_the_plain_step_bit_for_bit(compiled, rng, mo
     shapes = [(5, 7), (7,), (3, 2), (1,)]
     params = [tn.Parameter(rng.standard_normal(s).astype(np.float32)) for s in shapes]
     plain = tn.SGD(params, lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    speed.restore(optimizer=plain)
     datas = [p.data.copy() for p in params]
     bufs = [np.zeros_like(d) for d in datas]
     module = compiled("optim", np.float32)
@@ -293,6 +296,13 @@ def accelerated(*objects):
     return objects[0] if len(objects) == 1 else objects
 
 
+def plain(*objects):
+    """The objects running their classes' own code (under ``pytest --fast`` they were accelerated when made)."""
+    for obj in objects:
+        speed.restore(obj) if isinstance(obj, tn.Layer) else speed.restore(loss=obj, optimizer=obj)
+    return objects[0] if len(objects) == 1 else objects
+
+
 def twice(make, run):
     """``run(make(fused))`` with the objects accelerated and plain: (fused result, plain result)."""
     return run(make(True)), run(make(False))
@@ -308,7 +318,7 @@ def test_gpu_batchnorm_fused_equals_plain(cp, rng, dtype, shape):
     def make(fused):
         bn = tn.BatchNorm(shape[1], dtype=dtype).to("cupy")
         bn.gamma.data[...] = cp.linspace(0.5, 1.5, shape[1], dtype=dtype)
-        return accelerated(bn) if fused else bn
+        return accelerated(bn) if fused else plain(bn)
 
     def run(bn):
         y = bn(x)
@@ -331,7 +341,7 @@ def test_gpu_batchnorm_backward_after_restore_or_accelerate_in_between(cp, rng):
     dy = cp.asarray(rng.standard_normal((64, 5)))
     results = []
     for forward_fused in (True, False, None):  # None: plain throughout
-        bn = tn.BatchNorm(5, dtype=np.float64).to("cupy")
+        bn = plain(tn.BatchNorm(5, dtype=np.float64).to("cupy"))
         if forward_fused:
             accelerated(bn)
         bn(x)
@@ -355,7 +365,7 @@ def test_gpu_relu_and_softmax_cross_entropy_fused_equal_plain(cp, rng, dtype, n)
 
     def make(fused):
         relu, crit = tn.ReLU(), tn.SoftmaxCrossEntropy()
-        return accelerated(relu, crit) if fused else (relu, crit)
+        return accelerated(relu, crit) if fused else plain(relu, crit)
 
     def run(made):
         relu, crit = made
@@ -382,7 +392,7 @@ def test_gpu_relu_fused_equals_plain_on_large_arrays(cp, rng, dtype, shape, offs
     def run(relu):
         return relu(x), relu.backward(dy)
 
-    for f, p in zip(*twice(lambda fused: accelerated(tn.ReLU()) if fused else tn.ReLU(), run)):
+    for f, p in zip(*twice(lambda fused: accelerated(tn.ReLU()) if fused else plain(tn.ReLU()), run)):
         np.testing.assert_array_equal(tn.to_numpy(f), tn.to_numpy(p))
 
 
@@ -396,7 +406,7 @@ def test_gpu_linear_fused_equals_plain(cp, rng, dtype, bias):
 
     def make(fused):
         layer = tn.Linear(30, 20, bias=bias, rng=np.random.default_rng(3), dtype=dtype).to("cupy")
-        return accelerated(layer) if fused else layer
+        return accelerated(layer) if fused else plain(layer)
 
     def run(layer):
         layer.weight.grad[...] = 1  # backward adds into it
@@ -456,6 +466,7 @@ def test_gpu_fused_backward_adds_into_the_gradients(cp, rng, batch, strided):
             if strided:
                 p.grad = cp.zeros(p.data.shape[:-1] + (2 * p.data.shape[-1],))[..., ::2]  # every other column
             p.grad[...] = 0.5  # what was there is added to
+        plain(model)
         if fused:
             fusable = [m for m in model.modules() if type(m) in (tn.Linear, tn.BatchNorm, tn.ReLU)]
             assert [o for _, o, _ in speed.accelerate(model)] == fusable and len(fusable) == 7
@@ -469,11 +480,11 @@ def test_gpu_fused_backward_adds_into_the_gradients(cp, rng, batch, strided):
             grads.append([tn.to_numpy(p.grad).copy() for p in model.parameters()])
         return grads
 
-    fused, plain = twice(make, run)
-    for fused_step, plain_step in zip(fused, plain):
+    fused_grads, plain_grads = twice(make, run)
+    for fused_step, plain_step in zip(fused_grads, plain_grads):
         for f, p in zip(fused_step, plain_step):
             close(f, p, np.float64, scale=batch)
-    for once, summed in zip(fused[0], fused[1]):
+    for once, summed in zip(fused_grads[0], fused_grads[1]):
         close(summed - 0.5, 2 * (once - 0.5), np.float64, scale=batch)
 
 
@@ -502,7 +513,7 @@ def test_gpu_sgd_fused_equal_plain(cp, rng, momentum, nesterov, weight_decay):
     def make(fused):
         params = [tn.Parameter(cp.asarray(d)) for d in start]
         opt = tn.SGD(params, lr=0.05, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-        return params, accelerated(opt) if fused else opt
+        return params, accelerated(opt) if fused else plain(opt)
 
     def run(made):
         params, opt = made
@@ -525,7 +536,7 @@ def test_gpu_dropout_masks_come_from_the_layer_rng(cp, rng, fused):
 
     def dropout(seed):
         layer = tn.Dropout(0.3, rng=np.random.default_rng(seed))
-        return accelerated(layer) if fused else layer
+        return accelerated(layer) if fused else plain(layer)
 
     first = dropout(5)(x)
     again = dropout(5)(x)
@@ -637,10 +648,12 @@ def fake_gpu(build_dir):
 def small_run(cp, cuda_graph=False, fused=True, schedule=None, epochs=2, backend="cupy"):
     x, y = blobs(np.random.default_rng(0), 300)
     model = tn.mlp([20, 16, 16, 4], rng=np.random.default_rng(1)).to(backend)
-    opt = tn.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    opt, loss = tn.SGD(model.parameters(), lr=0.05, momentum=0.9), tn.SoftmaxCrossEntropy()
+    if not fused:
+        plain(model, loss, opt)
     if backend == "cupy":
         x, y = cp.asarray(x), cp.asarray(y)
-    history = tn.fit(model, tn.SoftmaxCrossEntropy(), opt, x, y, epochs=epochs, batch_size=64,
+    history = tn.fit(model, loss, opt, x, y, epochs=epochs, batch_size=64,
                      rng=np.random.default_rng(2), progress=False, lr_schedule=schedule, fast=fused,
                      cuda_graph=cuda_graph)
     return history, model

@@ -220,7 +220,7 @@ class CpuSGD(_OnNumpy):
     methods = ("update",)
 
     def update(self, data, grad, state):
-        if self.ops("optim").sgd_update(self.layer, data, grad, state) is NotImplemented:
+        if not self.fits(data, grad) or self.ops("optim").sgd_update(self.layer, data, grad, state) is NotImplemented:
             self.plain.update(self.layer, data, grad, state)  # arrays the kernel cannot take
 
 
@@ -230,7 +230,7 @@ class CpuAdam(_OnNumpy):
 
     def update(self, data, grad, state):
         opt = self.layer
-        if "m" not in state:  # the first step makes the moments as the plain rule does
+        if "m" not in state or not self.fits(data, grad):  # the first step makes the moments as the plain rule does
             return self.plain.update(opt, data, grad, state)
         b1, b2 = opt.betas
         step_size, root_correction = opt.lr / (1 - b1**opt.t), math.sqrt(1 - b2**opt.t)

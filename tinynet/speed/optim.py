@@ -107,10 +107,10 @@ def _usable(a, like):
 
 
 def _groups(params):
-    """Parameters grouped by dtype, or None if any is not a C-contiguous CuPy array."""
+    """Parameters grouped by dtype, or None if any is not a C-contiguous float32/float64 CuPy array."""
     groups = {}
     for p in params:
-        if not (isinstance(p.data, cupy.ndarray) and p.data.flags.c_contiguous):
+        if not (isinstance(p.data, cupy.ndarray) and p.data.flags.c_contiguous and p.data.dtype.char in "fd"):
             return None
         groups.setdefault(p.data.dtype, []).append(p)
     return groups

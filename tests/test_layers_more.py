@@ -11,7 +11,7 @@ import tinynet as tn
 from parity import check_against_torch, randn
 from tinynet.data import images_to_nchw
 from tinynet.layer import check_input
-from tinynet.layers.activations import erf
+from tinynet.layers.gelu import erf
 
 
 @pytest.mark.parametrize("shape, normalized", [((4, 6), 6), ((2, 3, 5), (5,)), ((2, 3, 4, 4), (3, 4, 4)), ((1, 7), 7)])

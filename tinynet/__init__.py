@@ -18,7 +18,7 @@ from .gradcheck import gradcheck
 from .graph import Graph, Node, Sequential
 from .history import History
 from .layer import Layer, Parameter
-from .layers import Add, BatchNorm, Dropout, GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .layers import BatchNorm, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .losses import MSELoss, SoftmaxCrossEntropy
 from .nonfinite import NonFiniteError
 from .optim import SGD, Adam, AdamW, clip_grad_norm
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 _ON_FIRST_USE = {
     "save": ".checkpoint", "load": ".checkpoint",
     "mlp": ".models", "cnn": ".models",
+    "Dropout": ".layers", "Add": ".layers", "Softmax": ".layers", "GELU": ".layers",
     "Conv2d": ".layers", "MaxPool2d": ".layers", "AvgPool2d": ".layers", "Flatten": ".layers",
     "BatchNorm2d": ".layers", "LayerNorm": ".layers",
     "datasets": None, "data": None,  # submodules

@@ -337,3 +337,15 @@ def _write_atomically(path, arrays):
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def resume_fit(checkpoint, model, optimizer, rng, progress):
+    """For ``fit(..., resume=True)``: load a checkpoint written by fit; ``(history, first epoch to run)``."""
+    saved = load(checkpoint, model, optimizer, rng=rng)
+    if saved.epoch is None or saved.history is None:
+        raise ValueError(f"fit: {checkpoint} was not written by fit (it has no epoch or history); cannot resume from it")
+    if progress:
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"resuming from {checkpoint} after epoch {saved.epoch}")
+    return saved.history, saved.epoch + 1

@@ -13,7 +13,6 @@ Inputs of a node must exist before it is added, so insertion order is a topologi
 import warnings
 
 from .layer import Layer, check_finite
-from .layers import BatchNorm, Dropout
 
 
 class EvalModeWarning(UserWarning):
@@ -127,7 +126,7 @@ class Graph(Layer):
         """Warn once per graph, and only when it has layers that behave differently in training."""
         if self.__dict__.get("_warned_eval_mode"):
             return
-        kinds = sorted({type(m).__name__ for m in self.modules() if isinstance(m, (BatchNorm, Dropout))})
+        kinds = sorted({type(m).__name__ for m in self.modules() if m.differs_in_training})
         if kinds:
             self._warned_eval_mode = True
             warnings.warn(

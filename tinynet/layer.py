@@ -7,7 +7,7 @@ input and *adds* the gradients of the parameters into ``p.grad``.
 
 import numpy as np
 
-from .backend import backend_name, check_backend, get_array_module, to_device
+from .backend import backend_name, get_array_module
 
 
 class Parameter:
@@ -75,6 +75,7 @@ class Layer:
 
     training = True  # per instance once train()/eval() is called; never global
     buffers = ()
+    differs_in_training = False  # True for layers that compute differently in training (BatchNorm, Dropout)
 
     # -- the two methods a layer defines ----------------------------------
     def forward(self, *inputs):
@@ -191,13 +192,9 @@ class Layer:
         ``fit`` calls for you. Asking for "cupy" without CuPy or a GPU raises
         :class:`tinynet.backend.BackendUnavailableError` saying which is missing.
         """
-        check_backend(backend, f"{type(self).__name__}.to")
-        for _, p in self.named_parameters():
-            p.data = to_device(p.data, backend)
-            p.grad = to_device(p.grad, backend)
-        for _, owner, attr in self.named_buffers():
-            setattr(owner, attr, to_device(getattr(owner, attr), backend))
-        return self
+        from .state import move_layer
+
+        return move_layer(self, backend)
 
     # -- printing ------------------------------------------------------------
     def extra_repr(self):

@@ -155,7 +155,7 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
         if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"Adam: expected betas as two numbers in [0, 1), got {betas!r}")
+            raise ValueError(f"{type(self).__name__}: expected betas as two numbers in [0, 1), got {betas!r}")
         check_nonnegative(self, "eps", eps)
         check_nonnegative(self, "weight_decay", weight_decay)
         self.betas, self.eps, self.weight_decay = tuple(map(float, betas)), float(eps), float(weight_decay)
@@ -166,13 +166,17 @@ class Adam(Optimizer):
         super().step()
 
     def update(self, data, grad, state):
+        g = grad + self.weight_decay * data if self.weight_decay else grad  # L2 decay, coupled (not AdamW)
+        self.adam_step(data, g, state)
+
+    def adam_step(self, data, g, state):
+        """The moments and the bias-corrected step, from the gradient ``g``."""
         b1, b2 = self.betas
         step_size = self.lr / (1 - b1**self.t)
         root_correction = math.sqrt(1 - b2**self.t)
         xp = get_array_module(data)
         if "m" not in state:
             state["m"], state["v"] = xp.zeros_like(data), xp.zeros_like(data)
-        g = grad + self.weight_decay * data if self.weight_decay else grad
         m, v = state["m"], state["v"]
         m *= b1
         m += (1 - b1) * g
@@ -181,23 +185,7 @@ class Adam(Optimizer):
         data -= step_size * m / (xp.sqrt(v) / root_correction + self.eps)
 
 
-def cosine_schedule(lr, epochs, final_fraction=0.0):
-    """Per-epoch learning rates falling from ``lr`` along a half cosine (Loshchilov & Hutter 2017).
-
-    Returns ``schedule(epoch) -> lr`` for epochs 0 .. epochs-1; the last epoch
-    trains at ``lr * final_fraction`` plus half a step of the cosine, never at 0.
-    """
-    if not epochs >= 1:
-        raise ValueError(f"cosine_schedule: expected epochs >= 1, got {epochs!r}")
-
-    def schedule(epoch):
-        progress = (epoch + 0.5) / epochs  # the middle of the epoch
-        return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    return schedule
-
-
-class AdamW(Optimizer):
+class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019), PyTorch's AdamW rule::
 
         p = p - lr * weight_decay * p                       (decay the weight, not the gradient)
@@ -209,37 +197,12 @@ class AdamW(Optimizer):
     weight_decay is PyTorch's, 0.01.
     """
 
-    hyperparameters = ("lr", "betas", "eps", "weight_decay")
-    state_names = {"m": "first moment", "v": "second moment"}
-    counters = ("t",)
-
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        super().__init__(params, lr)
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"AdamW: expected betas as two numbers in [0, 1), got {betas!r}")
-        check_nonnegative(self, "eps", eps)
-        check_nonnegative(self, "weight_decay", weight_decay)
-        self.betas, self.eps, self.weight_decay = tuple(map(float, betas)), float(eps), float(weight_decay)
-        self.t = 0
-
-    def step(self):
-        self.t += 1
-        super().step()
+        super().__init__(params, lr, betas, eps, weight_decay)
 
     def update(self, data, grad, state):
-        b1, b2 = self.betas
-        step_size = self.lr / (1 - b1**self.t)
-        root_correction = math.sqrt(1 - b2**self.t)
-        xp = get_array_module(data)
-        if "m" not in state:
-            state["m"], state["v"] = xp.zeros_like(data), xp.zeros_like(data)
-        data *= 1 - self.lr * self.weight_decay  # decoupled: before the Adam step, as PyTorch
-        m, v = state["m"], state["v"]
-        m *= b1
-        m += (1 - b1) * grad
-        v *= b2
-        v += (1 - b2) * (grad * grad)
-        data -= step_size * m / (xp.sqrt(v) / root_correction + self.eps)
+        data *= 1 - self.lr * self.weight_decay  # decoupled: the weight shrinks before the Adam step, as PyTorch
+        self.adam_step(data, grad, state)
 
 
 def clip_grad_norm(parameters, max_norm):
@@ -277,51 +240,9 @@ def clip_grad_norm(parameters, max_norm):
     return total
 
 
-def step_decay(lr, step_size, gamma=0.1):
-    """``schedule(t) -> lr * gamma ** (t // step_size)``: PyTorch's StepLR, per epoch or per step.
+def __getattr__(name):  # the schedules live in tinynet/schedules.py, loaded on first use
+    if name in ("cosine_schedule", "step_decay", "warmup_cosine"):
+        from . import schedules
 
-    ``t`` counts whatever you step it by, from 0: epochs in ``fit(..., lr_schedule=...)``, or
-    optimizer steps in a hand-written loop (``optimizer.lr = schedule(step)`` before each step).
-    """
-    check_schedule("step_decay", lr=lr, step_size=step_size)
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
-        raise ValueError(f"step_decay: expected gamma > 0, got {gamma!r}")
-
-    def schedule(t):
-        return lr * gamma ** (int(t) // step_size)
-
-    return schedule
-
-
-def warmup_cosine(lr, warmup, total, start_factor=1 / 3, final_lr=0.0):
-    """Linear warm-up, then a cosine down to ``final_lr``; per epoch or per step, as PyTorch's
-    ``SequentialLR([LinearLR(start_factor, total_iters=warmup), CosineAnnealingLR(T_max=total - warmup,
-    eta_min=final_lr)], milestones=[warmup])``::
-
-        t < warmup:  lr * (start_factor + (1 - start_factor) * t / warmup)
-        t >= warmup: final_lr + (lr - final_lr) * (1 + cos(pi * (t - warmup) / (total - warmup))) / 2
-
-    ``t`` counts from 0, in epochs or steps; past ``total`` the cosine climbs again, as PyTorch's.
-    """
-    check_schedule("warmup_cosine", lr=lr, total=total)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < total:
-        raise ValueError(f"warmup_cosine: expected warmup to be an integer in [0, total), got {warmup!r}")
-    if not 0 < start_factor <= 1:
-        raise ValueError(f"warmup_cosine: expected 0 < start_factor <= 1, got {start_factor!r}")
-    if not 0 <= final_lr <= lr:
-        raise ValueError(f"warmup_cosine: expected 0 <= final_lr <= lr, got {final_lr!r}")
-
-    def schedule(t):
-        if t < warmup:
-            return lr * (start_factor + (1 - start_factor) * t / warmup)
-        return final_lr + (lr - final_lr) * (1 + math.cos(math.pi * (t - warmup) / (total - warmup))) / 2
-
-    return schedule
-
-
-def check_schedule(where, lr, **counts):
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"{where}: expected lr > 0, got {lr!r}")
-    for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{where}: expected {name} to be a positive integer, got {value!r}")
+        return getattr(schedules, name)
+    raise AttributeError(f"module 'tinynet.optim' has no attribute {name!r}")

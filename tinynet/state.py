@@ -1,4 +1,4 @@
-"""Saving and loading state: what ``state_dict`` and ``load_state_dict`` do for layers and optimizers.
+"""Saving, loading and moving state: ``state_dict``, ``load_state_dict`` and ``Layer.to``.
 
 Loaded on first use (checkpoints, ``load_state_dict``); a training step needs none of it.
 """
@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from .backend import backend_name, get_array_module, to_device, to_numpy
+from .backend import backend_name, check_backend, get_array_module, to_device, to_numpy
 from .layer import Parameter
 
 
@@ -114,3 +114,14 @@ def load_optimizer_state(opt, state):
 def _plain(value):
     """A hyperparameter as JSON keeps it: tuples become lists, so saved and current compare equal."""
     return list(value) if isinstance(value, tuple) else value
+
+
+def move_layer(layer, backend):
+    """``layer.to(backend)``: parameters, gradients and buffers moved; returns the layer."""
+    check_backend(backend, f"{type(layer).__name__}.to")
+    for _, p in layer.named_parameters():
+        p.data = to_device(p.data, backend)
+        p.grad = to_device(p.grad, backend)
+    for _, owner, attr in layer.named_buffers():
+        setattr(owner, attr, to_device(getattr(owner, attr), backend))
+    return layer

@@ -6,6 +6,7 @@ checkpoints, the BLAS thread count — is one call each.
 """
 
 import contextlib
+import importlib
 import os
 import time
 from typing import NamedTuple
@@ -97,18 +98,20 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     dtype = params[0].data.dtype if params else x.dtype
     if params:
         optimizer.to(backend_name(params[0].data))  # its state follows the parameters
-    x = as_features(x, dtype)
+    x = get_array_module(x).ascontiguousarray(x, dtype=dtype)
     if validation is not None:
-        validation = (as_features(validation[0], dtype), validation[1])
+        validation = (get_array_module(validation[0]).ascontiguousarray(validation[0], dtype=dtype), validation[1])
     check_finite("fit", x, "x")  # once here, so the steps call model.forward and skip the scan
     rng = np.random.default_rng() if rng is None else rng
     history, first_epoch = History(), 1
     if resume and os.path.exists(checkpoint):
-        history, first_epoch = resume_from(checkpoint, model, optimizer, rng, progress)
+        from .checkpoint import resume_fit
+
+        history, first_epoch = resume_fit(checkpoint, model, optimizer, rng, progress)
     guard = NonFiniteGuard(model, loss, params, history, checkpoint) if detect_nonfinite else None
     step = training_step(model, loss, optimizer, None if cuda_graph else guard)
     if fast:  # the one place the core reaches the speed ring, and only when asked
-        step = opt_into_speed(model, loss, optimizer, step, cuda_graph, progress)
+        step = importlib.import_module("tinynet.speed").fit_step(model, loss, optimizer, step, cuda_graph, progress)
     display = Progress(progress, validation is not None, epochs)
     # a batch of one cannot be normalised: drop a trailing single example
     min_batch = 2 if any(isinstance(m, BatchNorm) for m in model.modules()) else 1
@@ -169,57 +172,17 @@ def record_epoch(history, losses, seconds, guard=None):
     history.seconds.append(seconds)
 
 
-def opt_into_speed(model, loss, optimizer, step, cuda_graph, progress):
-    """``fit(fast=True)``: accelerate the model (tinynet.speed); the step, captured if asked."""
-    import importlib
-
-    speed = importlib.import_module("tinynet.speed")
-    report = speed.accelerate(model, loss, optimizer)
-    if progress:
-        tqdm.write(f"fast path (tinynet.speed): {len(report)} objects accelerated")
-    if not cuda_graph:
-        return step
-    from .speed.cuda_graph import CapturedStep
-
-    return CapturedStep(model, loss, optimizer, step)
-
-
-def resume_from(checkpoint, model, optimizer, rng, progress):
-    """Load a checkpoint written by fit: ``(history, first epoch to run)``."""
-    from .checkpoint import load
-
-    saved = load(checkpoint, model, optimizer, rng=rng)
-    if saved.epoch is None or saved.history is None:
-        raise ValueError(f"fit: {checkpoint} was not written by fit (it has no epoch or history); cannot resume from it")
-    if progress:
-        tqdm.write(f"resuming from {checkpoint} after epoch {saved.epoch}")
-    return saved.history, saved.epoch + 1
-
-
-def as_features(x, dtype):
-    """``x`` as a C-contiguous array of the parameters' dtype, on its own backend."""
-    return get_array_module(x).ascontiguousarray(x, dtype=dtype)
-
-
 @contextlib.contextmanager
 def pending_backward_kept(model, loss):
-    """Keep what a training forward saved for its backward (in every layer and the loss), and
-    each layer's mode, through a block that runs other forwards (evaluate)."""
-    layers = list(model.modules())
-    kept = [(layer, layer.training, {k: v for k, v in vars(layer).items() if k in ("_saved", "_unbacked_inputs")})
-            for layer in layers]
-    loss_state = dict(vars(loss)) if hasattr(loss, "__dict__") else None
+    """Restore every layer's and the loss's attributes after the block: each layer's mode, and what a
+    training forward saved for its backward, survive the other forwards run inside (evaluate)."""
+    kept = [(obj, dict(vars(obj))) for obj in (*model.modules(), loss) if hasattr(obj, "__dict__")]
     try:
         yield
     finally:
-        for layer, mode, state in kept:
-            layer.training = mode
-            for key in ("_saved", "_unbacked_inputs"):
-                layer.__dict__.pop(key, None)
-            layer.__dict__.update(state)
-        if loss_state is not None:
-            vars(loss).clear()
-            vars(loss).update(loss_state)
+        for obj, attributes in kept:
+            vars(obj).clear()
+            vars(obj).update(attributes)
 
 
 @contextlib.contextmanager
@@ -266,12 +229,7 @@ class Progress:
     """The progress bar during an epoch and the per-epoch table after it (both off with progress=False)."""
 
     def __init__(self, enabled, with_validation, epochs):
-        self.enabled, self.with_validation, self.epochs = enabled, with_validation, epochs
-        head = f"{'epoch':>5}  {'train loss':>10}"
-        if with_validation:
-            head += f"  {'val loss':>9}  {'val acc':>8}"
-        self.head = head + f"  {'seconds':>7}"
-        self.printed_head = False
+        self.enabled, self.with_validation, self.epochs, self.printed_head = enabled, with_validation, epochs, False
 
     def bar(self, batches, epoch, total):
         return tqdm(batches, total=total, desc=f"epoch {epoch}/{self.epochs}", leave=False,
@@ -281,8 +239,9 @@ class Progress:
         if not self.enabled:
             return
         if not self.printed_head:
-            tqdm.write(self.head)
-            tqdm.write("-" * len(self.head))
+            validation = f"  {'val loss':>9}  {'val acc':>8}" if self.with_validation else ""
+            head = f"{'epoch':>5}  {'train loss':>10}{validation}  {'seconds':>7}"
+            tqdm.write(head + "\n" + "-" * len(head))
             self.printed_head = True
         line = f"{epoch:>5}  {history.train_loss[-1]:>10.4f}"
         if self.with_validation:

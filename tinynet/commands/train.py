@@ -14,7 +14,8 @@ from ..data.batching import images_to_features, images_to_nchw, split_validation
 from ..datasets import load_fashion_mnist, load_mnist
 from ..losses import SoftmaxCrossEntropy
 from ..models import cnn, mlp
-from ..optim import SGD, Adam, cosine_schedule
+from ..optim import SGD, Adam
+from ..schedules import cosine_schedule
 from ..train import evaluate, fit
 
 LOADERS = {"mnist": load_mnist, "fashion": load_fashion_mnist}

@@ -1,19 +1,17 @@
 """The built-in layers, one small file per family.
 
-The families a multi-layer perceptron uses are imported here; the convolutional ones
-(Conv2d, pooling, Flatten, BatchNorm2d, LayerNorm) on first use.
+The families of the default multi-layer perceptron (Linear, BatchNorm, the activations) are
+imported here; the others (Dropout, Add, Softmax, GELU, the convolutional ones) on first use.
 """
 
 import importlib
 
-from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
+from .activations import LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm
-from .dropout import Dropout
 from .linear import Linear
-from .merge import Add
-from .softmax import Softmax
 
-_ON_FIRST_USE = {"Conv2d": ".conv", "MaxPool2d": ".pooling", "AvgPool2d": ".pooling", "Flatten": ".pooling",
+_ON_FIRST_USE = {"Dropout": ".dropout", "Add": ".merge", "Softmax": ".softmax", "GELU": ".gelu",
+                 "Conv2d": ".conv", "MaxPool2d": ".pooling", "AvgPool2d": ".pooling", "Flatten": ".pooling",
                  "BatchNorm2d": ".batchnorm2d", "LayerNorm": ".layernorm"}
 
 

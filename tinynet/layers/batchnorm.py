@@ -41,6 +41,7 @@ class BatchNorm(Layer):
     """
 
     buffers = ("running_mean", "running_var")
+    differs_in_training = True
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, gradient="simplified", dtype=np.float32):
         check_positive_int("BatchNorm", "num_features", num_features)

@@ -19,6 +19,8 @@ class Dropout(Layer):
     Shapes: any (N, ...) -> same.
     """
 
+    differs_in_training = True
+
     def __init__(self, p=0.5, rng=None):
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
             raise ValueError(f"Dropout: expected 0 <= p < 1, got {p!r}")

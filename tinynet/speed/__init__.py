@@ -21,10 +21,10 @@ kernel beside the plain code it replaces.
 """
 
 from ..backend import backend_name
-from . import cpu, implementations  # noqa: F401  (registers the built-in implementations)
+from . import conv, cpu, implementations  # noqa: F401  (registers the built-in implementations)
 from .registry import FUSED, Fused, capturing, register
 
-__all__ = ["accelerate", "restore", "register", "Fused", "FUSED", "capturing", "cpu_status"]
+__all__ = ["accelerate", "restore", "fit_step", "register", "Fused", "FUSED", "capturing", "cpu_status"]
 
 
 class Report(list):
@@ -112,6 +112,21 @@ def _unbind(obj):
         saved = obj.__dict__.get("_saved")
         if saved and saved[0] is fused:  # a fused forward awaits its backward, which now runs plain
             obj._saved = tuple(fused.plain_saved(saved[1:]))
+
+
+def fit_step(model, loss, optimizer, step, cuda_graph=False, progress=False):
+    """What ``fit(..., fast=True)`` calls: accelerate, and return the step to run (``step`` itself,
+    or with ``cuda_graph=True`` a :class:`.cuda_graph.CapturedStep` replaying it)."""
+    report = accelerate(model, loss, optimizer)
+    if progress:
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"fast path (tinynet.speed): {len(report)} objects accelerated")
+    if not cuda_graph:
+        return step
+    from .cuda_graph import CapturedStep
+
+    return CapturedStep(model, loss, optimizer, step)
 
 
 def cpu_status():

@@ -97,6 +97,9 @@ class ReLU(tn.Layer):
 
     def backward(self, dy):
         (y,) = self.saved()
+        if self.mistake == "dy_modified":
+            dy[y <= 0] = 0
+            return dy
         if self.mistake == "relu_times_output":
             return dy * y
         if self.mistake == "not_finite":
@@ -117,6 +120,9 @@ class SoftmaxCrossEntropy:
     mistake = None
 
     def __call__(self, z, labels):
+        return self.forward(z, labels)
+
+    def forward(self, z, labels):
         n, rows, mk = len(z), np.arange(len(z)), self.mistake
         if mk == "unstable_softmax":
             e = np.exp(z)
@@ -205,6 +211,7 @@ class BatchNorm3(tn.Layer):
         if mk == "missing_dmu":
             dmu = 0 * dmu
         k = 1 if mk == "missing_1_over_m" else m
+        self.dvar, self.dmu = dvar, dmu
         return dxhat * inv + dvar * 2 * xc / k + dmu / k
 
 
@@ -229,6 +236,10 @@ class BatchNorm4(tn.BatchNorm):
         if not batch_stats:
             return dxhat * inv_std
         m, mk = len(dy), self.mistake
+        if mk == "xc_withheld":  # the paper's form, which needs xc
+            dvar = (dxhat * xc).sum(axis=0) * -0.5 * inv_std**3
+            dmu = (-dxhat * inv_std).sum(axis=0) + dvar * (-2 * xc).mean(axis=0)
+            return dxhat * inv_std + dvar * 2 * xc / m + dmu / m
         g = dy if mk == "sums_over_dy" else dxhat
         k = 1 if mk == "missing_1_over_m" else m
         return inv_std / k * (m * dxhat - g.sum(axis=0) - xhat * (g * xhat).sum(axis=0))
@@ -237,7 +248,7 @@ class BatchNorm4(tn.BatchNorm):
 def time_backward(m, c, repeats=20, rng=None):
     x = rng.standard_normal((m, c)).astype(np.float32)
     times = {}
-    for form, layer in (("paper", tn.BatchNorm(c, gradient="paper")), ("simplified", BatchNorm4(c))):
+    for form, layer in (("paper", tn.BatchNorm(c, gradient="paper")), ("simplified", LAB4_CLASS[0](c))):
         layer(x)
         start = time.perf_counter()
         layer.backward(x)
@@ -245,32 +256,37 @@ def time_backward(m, c, repeats=20, rng=None):
     return times
 
 
+LAB4_CLASS = [None]
+
+
 def lab4(mistake=None, timer=time_backward):
-    return Namespace(BatchNorm=planted(BatchNorm4, mistake), time_backward=timer)
+    cls = planted(BatchNorm4, mistake)
+    LAB4_CLASS[0] = cls
+    return Namespace(BatchNorm=cls, time_backward=timer)
 
 
 # --------------------------------------------------------------------------- lab 5
 class LeakyReLU(tn.Layer):
     mistake = None
-    slope = 0.1
+    negative_slope = 0.1
 
     def forward(self, x):
         mk = self.mistake
         if mk != "refuse_bad_input":
             check_input(self, x)
         if mk == "input_modified":
-            x[x < 0] *= self.slope
+            x[x < 0] *= self.negative_slope
             self.save_for_backward(x > 0)
             return x
         self.save_for_backward(x > 0)
-        y = np.where(x > 0, x, self.slope * x)
+        y = np.where(x > 0, x, self.negative_slope * x)
         return y.astype(np.float64) if mk == "dtype_changed" else y
 
     def backward(self, dy):
         (positive,) = self.saved()
         if self.mistake == "forgot_slope":
             return dy * positive
-        return np.where(positive, dy, self.slope * dy)
+        return np.where(positive, dy, self.negative_slope * dy)
 
 
 class PReLU(tn.Layer):
@@ -279,21 +295,21 @@ class PReLU(tn.Layer):
     mistake = None
 
     def __init__(self, features=6, dtype=np.float32):
-        self.alpha = tn.Parameter(np.full(features, 0.25, dtype), "alpha")
+        self.weight = tn.Parameter(np.full(features, 0.25, dtype), "weight")
 
     def forward(self, x):
-        check_input(self, x, ndim=2, like=self.alpha.data)
+        check_input(self, x, ndim=2)
         self.save_for_backward(x)
-        return np.where(x > 0, x, self.alpha.data * x)
+        return np.where(x > 0, x, self.weight.data * x)
 
     def backward(self, dy):
         (x,) = self.saved()
         dalpha = (dy * np.where(x > 0, 0, x)).sum(axis=0)
         if self.mistake == "grad_overwritten":
-            self.alpha.grad = dalpha
+            self.weight.grad = dalpha
         else:
-            self.alpha.grad += dalpha
-        return np.where(x > 0, dy, self.alpha.data * dy)
+            self.weight.grad += dalpha
+        return np.where(x > 0, dy, self.weight.data * dy)
 
 
 def lab5(layer):
@@ -351,6 +367,7 @@ PLANTED = [
     (1, lab1(relu="relu_times_output"), "relu", "relu_times_output"),
     (1, lab1(relu="input_modified"), "relu", "input_modified"),
     (1, lab1(relu="not_finite"), "relu", "not_finite"),
+    (1, lab1(relu="dy_modified"), "relu", "dy_modified"),
     (2, lab2("loss_summed"), "loss", "missing_1_over_m"),
     (2, lab2("unstable_softmax"), "stable_loss", "unstable_softmax"),
     (2, lab2("log_of_softmax"), "stable_loss", "log_of_softmax"),
@@ -377,8 +394,9 @@ PLANTED = [
     (4, lab4("missing_1_over_m"), "backward_dx", "missing_1_over_m"),
     (4, lab4("missing_1_over_m"), "agrees_with_paper", "missing_1_over_m"),
     (4, lab4("sums_over_dy"), "backward_dx", "sums_over_dy"),
+    (4, lab4("xc_withheld"), "backward_dx", "xc_withheld"),
     (5, lab5(planted(PReLU, "grad_overwritten")()), "accumulates", "grad_overwritten"),
-    (5, lab5(planted(LeakyReLU, "input_modified")()), "dtypes", "input_modified"),
+    (5, lab5(planted(LeakyReLU, "input_modified")()), "forward", "input_modified"),
     (5, lab5(planted(LeakyReLU, "dtype_changed")()), "dtypes", "dtype_changed"),
     (5, lab5(planted(LeakyReLU, "refuse_bad_input")()), "refuses", "refuse_bad_input"),
     (6, lab6(build=plain_model), "residual", "no_skip_connection"),
@@ -422,14 +440,16 @@ HINT_START = {key: " ".join(text.split()[:6]) for key, text in grading.HINTS.ite
 # --------------------------------------------------------------------------- items that fail without a hint
 @pytest.mark.parametrize("layer", [planted(LeakyReLU, "forgot_slope")()])
 def test_a_wrong_backward_fails_gradcheck(layer):
-    result = grade_namespace(5, lab5(layer), only=["gradcheck"]).result("gradcheck")
-    assert result.status == grading.FAIL and "gradcheck(" in result.message and "input" in result.message
+    report = grade_namespace(5, lab5(layer), only=["backward", "gradcheck"])
+    assert report.result("backward").status == grading.FAIL and "dx" in report.result("backward").message
+    result = report.result("gradcheck")
+    assert result.status == grading.FAIL and "gradcheck(LeakyReLU): dx" in result.message
 
 
-def test_lab5_passes_with_tinynets_own_layers():
-    for layer in (tn.Tanh(), tn.Sigmoid(), tn.ReLU(), tn.BatchNorm(6), tn.Linear(6, 3, rng=np.random.default_rng(0))):
+def test_lab5_refuses_a_layer_that_is_not_in_the_list():
+    for layer in (tn.Tanh(), tn.ReLU(), tn.Linear(6, 3, rng=np.random.default_rng(0))):
         report = grade_namespace(5, lab5(layer))
-        assert report.passed, report.format()
+        assert report.score == 0 and "lab 5 grades one of" in report.results[0].message, report.format()
 
 
 def test_lab4_timing_must_return_seconds_for_both_forms():
@@ -440,9 +460,11 @@ def test_lab4_timing_must_return_seconds_for_both_forms():
 
 
 def test_lab6_a_step_that_never_updates_does_not_train():
-    checks = grading.get_lab(6).checks_module()
-    checks.STEPS = 20  # an untrained model stays near 10%: a short run shows it
-    report = grading.run_checks(checks.CHECKS, lab6(order=("forward", "zero", "backward")), only=["train_step", "trains"])
+    lab = grading.get_lab(6)
+    module = lab.checks_module()
+    module.STEPS = 20  # an untrained model stays near 10%: a short run shows it
+    report = grading.run_checks(lab.checks(module), lab6(order=("forward", "zero", "backward")),
+                                only=["train_step", "trains"])
     assert "0 times" in report.result("train_step").message
     trains = report.result("trains")
     assert trains.status == grading.FAIL and "expected at least" in trains.message
@@ -457,17 +479,15 @@ def test_lab6_accepts_a_small_residual_net_without_batchnorm():
 # --------------------------------------------------------------------------- the grader itself
 def test_a_crash_is_reported_with_the_students_line(tmp_path):
     path = tmp_path / "student.py"
-    path.write_text(
-        "from tinynet import Linear as _L\n"
-        "class Linear(_L):\n"
-        "    def backward(self, dy):\n"
-        "        return dy @ self.weight.data   # forgot .T\n"
-        "from tinynet import ReLU\n"
-    )
+    reference = grading.get_lab(1).reference.read_text()
+    broken = reference.replace("return dy @ self.weight.data.T  # (N, in)", "return dy @ self.weight.data  # forgot .T")
+    assert broken != reference
+    path.write_text(broken)
+    line = broken.splitlines().index("        return dy @ self.weight.data  # forgot .T") + 1
     report = grading.grade(1, file=path)
     result = report.result("linear_backward_dx")
     assert result.status == grading.FAIL and result.hint == "shape_mismatch"
-    assert "student.py, line 4, in backward: return dy @ self.weight.data" in result.message
+    assert f"student.py, line {line}, in backward: return dy @ self.weight.data" in result.message
     assert report.result("linear_forward").passed
 
 
@@ -475,8 +495,9 @@ def test_a_file_that_does_not_import_is_one_failed_item(tmp_path):
     path = tmp_path / "student.py"
     path.write_text("def forward(:\n")
     report = grading.grade(2, file=path)
-    assert [r.status for r in report.results] == [grading.FAIL]
+    assert {r.status for r in report.results} == {grading.FAIL} and len(report.results) == 5
     assert "SyntaxError" in report.results[0].message and not report.passed
+    assert "the same failure as item 1 above" in report.format()
 
 
 def test_a_missing_name_says_which():
@@ -511,7 +532,7 @@ def test_refusals():
         grade_namespace(1, lab1(), only=["nope"])
     with pytest.raises(TypeError, match="Checks"):
         grading.run_checks("lab 1", lab1())
-    with pytest.raises(TypeError, match="Graph"):
+    with pytest.raises(TypeError, match="list of nodes"):
         grading.skip_connections(tn.ReLU())
 
 
@@ -549,13 +570,6 @@ def test_selfcheck_flags_a_stub_that_passes_and_a_reference_that_fails(tmp_path)
     assert "looks filled in" in text and "reference fails backward" in text
 
 
-def test_the_extension_guides_layer_meets_lab5s_contract():
-    example = grading.load_module(grading.default_labs_dir().parent / "examples" / "custom_layer.py", "custom_layer_example")
-    report = grade_namespace(5, Namespace(build=lambda rng: example.Swish(6, beta=0.7)))
-    assert report.passed, report.format()
-    assert "beta" in report.result("gradcheck").info
-
-
 def test_backward_items_point_at_a_wrong_forward_first():
     report = grade_namespace(3, lab3("eps_outside_sqrt"))
     assert report.result("forward_train").hint == "eps_outside_sqrt"
@@ -565,7 +579,87 @@ def test_backward_items_point_at_a_wrong_forward_first():
 
 
 def test_one_bug_that_breaks_several_items_is_printed_once():
-    report = grade_namespace(1, lab1(linear="shape_mismatch"))
+    class Broken(Linear):
+        def backward(self, dy):
+            raise ValueError("matmul: this backward is broken")
+
+    report = grade_namespace(1, Namespace(Linear=Broken, ReLU=planted(ReLU, None)))
     text = report.format()
     assert text.count("ValueError: matmul") == 1
     assert "  3. FAIL  " in text and "the same failure as item 2 above" in text
+
+
+# --------------------------------------------------------------------------- seeds, json, --all, handout, --checks
+def test_two_runs_draw_different_seeds_and_a_seed_repeats_a_run(capsys):
+    first, second = grading.grade(1, reference=True), grading.grade(1, reference=True)
+    assert first.passed and second.passed and first.seed != second.seed
+    again = grading.grade(2, reference=True, seed=first.seed)
+    assert again.seed == first.seed
+    assert main(["lab", "2", "--reference", "--seed", "1234"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 1234 (--seed 1234 repeats this run)" in out
+    # the same seed draws the same inputs: a failure message (with its numbers) repeats exactly
+    bad = lab1(linear="missing_bias")
+    a = grading.run_checks(grading.get_lab(1).checks(), bad, only=["linear_forward"], seed=7)
+    b = grading.run_checks(grading.get_lab(1).checks(), bad, only=["linear_forward"], seed=7)
+    c = grading.run_checks(grading.get_lab(1).checks(), bad, only=["linear_forward"], seed=8)
+    assert a.results[0].message == b.results[0].message != c.results[0].message
+
+
+def test_json_is_gradescopes_results_format(tmp_path):
+    path = tmp_path / "results.json"
+    assert main(["lab", "1", "--json", str(path)]) == 1  # the untouched stub
+    data = __import__("json").loads(path.read_text())
+    assert set(data) >= {"score", "tests"} and data["score"] == 0
+    assert len(data["tests"]) == 7
+    for test in data["tests"]:
+        assert set(test) >= {"name", "score", "max_score", "output"}
+        assert isinstance(test["name"], str) and isinstance(test["output"], str)
+        assert test["score"] == 0 and test["max_score"] == 1 and test["status"] == "failed"
+    assert main(["lab", "1", "--reference", "--json", str(path)]) == 0
+    data = __import__("json").loads(path.read_text())
+    assert data["score"] == 7 == sum(t["score"] for t in data["tests"])
+
+
+def test_all_grades_every_lab_and_exit_codes(capsys):
+    assert main(["lab", "--all", "--seed", "3"]) == 1  # the stubs
+    out = capsys.readouterr().out
+    assert "0/6 labs complete" in out and out.count("inputs drawn with seed 3") == 6
+    assert main(["lab", "--all", "3"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["lab", "--no-such-option"])
+    assert exit_info.value.code == 2
+
+
+def test_handout_holds_readmes_and_stubs_only_and_grades_from_its_folder(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "handout"
+    assert main(["lab", "handout", str(folder)]) == 0
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert files and all(f.endswith(("README.md", "student.py")) for f in files)
+    assert not any("reference" in f or "checks" in f or "probes" in f for f in files)
+    assert main(["lab", "handout", str(folder)]) == 2  # not empty any more
+    monkeypatch.chdir(folder)
+    lab1_dir = folder / "01_linear_relu"
+    assert main(["lab", "1"]) == 1 and "TODO" in capsys.readouterr().out  # the untouched stub
+    (lab1_dir / "student.py").write_text(grading.get_lab(1).reference.read_text())  # filled in
+    assert main(["lab", "1"]) == 0
+    assert "7/7 items pass -- lab complete." in capsys.readouterr().out
+
+
+def test_an_instructors_extra_checks_are_graded_after_the_labs_own(tmp_path):
+    (tmp_path / "extra_probes.py").write_text(
+        "from tinynet_lab_kit import need\n"
+        "def relu_of(sub, x):\n"
+        "    return need(sub, 'ReLU')()(x)\n")
+    (tmp_path / "extra.py").write_text(
+        "import numpy as np\n"
+        "from tinynet.grading import Checks, expect_close\n"
+        "CHECKS = Checks(1, 'extra', probes='extra_probes.py')\n"
+        "@CHECKS.item('ReLU of a large batch')\n"
+        "def big_relu(student):\n"
+        "    x = student.rng.standard_normal((1000, 3))\n"
+        "    expect_close('y', student.run('relu_of', x=x), np.maximum(x, 0))\n")
+    report = grading.grade(1, reference=True, extra_checks=[tmp_path / "extra.py"])
+    assert report.passed and [r.key for r in report.results][-1] == "big_relu" and len(report.results) == 8
+    report = grading.grade(1, extra_checks=[tmp_path / "extra.py"])
+    assert report.result("big_relu").status == grading.TODO

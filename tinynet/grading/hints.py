@@ -130,22 +130,4 @@ HINTS = {
         "Your backward used xc (x - mu): that is the paper's form. The simplified form needs only xhat, inv_std, "
         "dy and gamma, and the grader hands your backward xc = None to make sure it is the simplified form."
     ),
-    "flipped_kernel": (
-        "The output matches a convolution with the kernel flipped (rotated by 180 degrees). Deep-learning "
-        "'convolution' is cross-correlation: y[n, o, i, j] = sum over c, a, b of x[n, c, i*s + a, j*s + b] * "
-        "weight[o, c, a, b], with no flip."
-    ),
-    "padding_dropped": (
-        "dx has the right values in the wrong place: the gradient was taken with respect to the padded input, then "
-        "cropped at the wrong offset (or not at all). col2im sums into an (N, C, H + 2p, W + 2p) array; dx is its "
-        "centre, [:, :, p:p + H, p:p + W]."
-    ),
-    "stride_arithmetic": (
-        "The output has the wrong size. With padding p and stride s, H_out = (H + 2p - kh) // s + 1 (and the "
-        "same for W): pad first, then count the window positions every s pixels."
-    ),
-    "pool_grad_everywhere": (
-        "The pooling gradient reached every element of each window. Max pooling passes dy only to the element "
-        "that was the maximum of its window (the argmax); the others get 0."
-    ),
 }

@@ -2,10 +2,10 @@
 
 Fill in the four methods marked TODO, then grade your work:
 
-    make lab N=1            (or: python -m tinynet lab 1)
+    python -m tinynet lab 1          (from the folder that holds this lab's folder)
 
 Shapes: x (N, in), weight (in, out), bias (out,), y and dy (N, out), dx (N, in).
-Read labs/01_linear_relu/README.md first.
+Read 01_linear_relu/README.md first.
 """
 
 import numpy as np

@@ -2,10 +2,10 @@
 
 Fill in forward and backward, then grade your work:
 
-    make lab N=2            (or: python -m tinynet lab 2)
+    python -m tinynet lab 2          (from the folder that holds this lab's folder)
 
 Shapes: logits (N, C) floating, labels (N,) integers in [0, C) -> loss, a number;
-backward() -> dlogits (N, C). Read labs/02_softmax_cross_entropy/README.md first.
+backward() -> dlogits (N, C). Read 02_softmax_cross_entropy/README.md first.
 """
 
 from tinynet.backend import get_array_module

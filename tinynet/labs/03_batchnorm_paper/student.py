@@ -2,10 +2,10 @@
 
 Fill in forward and backward, then grade your work:
 
-    make lab N=3            (or: python -m tinynet lab 3)
+    python -m tinynet lab 3          (from the folder that holds this lab's folder)
 
 Shapes: x, y, dy, dx (N, C); gamma, beta, running_mean, running_var (C,).
-Read labs/03_batchnorm_paper/README.md first: it has the formulas.
+Read 03_batchnorm_paper/README.md first: it has the formulas.
 """
 
 import numpy as np

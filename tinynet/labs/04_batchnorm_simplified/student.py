@@ -2,10 +2,10 @@
 
 Fill in BatchNorm.backward and time_backward, then grade your work:
 
-    make lab N=4            (or: python -m tinynet lab 4)
+    python -m tinynet lab 4          (from the folder that holds this lab's folder)
 
 Forward is tinynet's own (you wrote one in lab 3). Shapes: dy, dx (N, C); gamma (C,).
-Read labs/04_batchnorm_simplified/README.md first.
+Read 04_batchnorm_simplified/README.md first.
 """
 
 import time

@@ -7,9 +7,9 @@ names (negative_slope, alpha, beta, eps; GELU.approximate) and read them in forw
 the grader sets them to values of its own.
 Then grade your work:
 
-    make lab N=5            (or: python -m tinynet lab 5)
+    python -m tinynet lab 5          (from the folder that holds this lab's folder)
 
-The grader feeds your layer float arrays of shape (N, 6). Read labs/05_new_layer/README.md first.
+The grader feeds your layer float arrays of shape (N, 6). Read 05_new_layer/README.md first.
 """
 
 from tinynet import Layer

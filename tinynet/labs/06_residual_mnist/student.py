@@ -2,11 +2,11 @@
 
 Fill in build_model and train_step, then grade your work:
 
-    make lab N=6            (or: python -m tinynet lab 6)
+    python -m tinynet lab 6          (from the folder that holds this lab's folder)
 
 The grader trains your model for a few hundred steps on an MNIST subset (it needs the
 MNIST cache: `make train` once, or python -c "import tinynet; tinynet.datasets.load_mnist()").
-Read labs/06_residual_mnist/README.md first.
+Read 06_residual_mnist/README.md first.
 """
 
 import tinynet as tn

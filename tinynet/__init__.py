@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 # name -> the module that defines it, imported on first use (PEP 562)
 _ON_FIRST_USE = {
     "save": ".checkpoint", "load": ".checkpoint",
-    "mlp": ".models", "cnn": ".models",
+    "mlp": ".models", "cnn": ".models", "to_torch": ".bridge", "from_torch": ".bridge",
     "Dropout": ".layers", "Add": ".layers", "Softmax": ".layers", "GELU": ".layers",
     "Conv2d": ".layers", "MaxPool2d": ".layers", "AvgPool2d": ".layers", "Flatten": ".layers",
     "BatchNorm2d": ".layers", "LayerNorm": ".layers",
@@ -59,5 +59,5 @@ __all__ = [
     "fit", "evaluate", "History", "NonFiniteError", "save", "load", "datasets", "init",
     "get_array_module", "to_numpy", "to_device",
     "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm2d", "LayerNorm", "LeakyReLU", "GELU",
-    "MSELoss", "AdamW", "clip_grad_norm", "cnn",
+    "MSELoss", "AdamW", "clip_grad_norm", "cnn", "to_torch", "from_torch",
 ]

@@ -30,6 +30,11 @@ def load_layer_state(layer, state):
     """``layer.load_state_dict(state)``; strict: any mismatch raises and changes nothing."""
     if not isinstance(state, dict):
         raise TypeError(f"{type(layer).__name__}.load_state_dict: expected a dict, got {type(state).__name__}")
+    tensors = [name for name, value in state.items() if type(value).__module__.split(".")[0] == "torch"]
+    if tensors:  # a PyTorch state_dict: square Linear weights would load transposed, without a word
+        raise TypeError(f"{type(layer).__name__}.load_state_dict: {', '.join(tensors[:3])}"
+                        f"{' ...' if len(tensors) > 3 else ''} are torch tensors, so this state_dict came from PyTorch, "
+                        f"{FROM_TORCH}")
     targets = dict(state_slots(layer))
     missing = sorted(set(targets) - set(state))
     unexpected = sorted(set(state) - set(targets))
@@ -39,12 +44,30 @@ def load_layer_state(layer, state):
         if name in state and tuple(getattr(obj, attr).shape) != tuple(np.shape(state[name]))
     ]
     if missing or unexpected or wrong_shape:
-        raise ValueError(f"{type(layer).__name__}.load_state_dict: " + describe_mismatch(missing, unexpected, wrong_shape))
+        hint = "; it looks like a PyTorch state_dict, " + FROM_TORCH if _looks_like_torch(targets, state, unexpected) else ""
+        raise ValueError(f"{type(layer).__name__}.load_state_dict: " + describe_mismatch(missing, unexpected, wrong_shape)
+                         + hint)
     for name, (obj, attr) in targets.items():
         current = getattr(obj, attr)
         xp = get_array_module(current)
         value = xp.array(to_device(state[name], backend_name(current)), dtype=current.dtype)
         setattr(obj, attr, value)
+
+
+FROM_TORCH = ("whose Linear weights are (out, in) where tinynet's are (in, out) and whose BatchNorm calls gamma and "
+              "beta weight and bias: build the tinynet model with tinynet.from_torch(torch_module) instead "
+              "(docs/pytorch.md)")
+
+
+def _looks_like_torch(targets, state, unexpected):
+    """True when a state that does not fit has PyTorch's marks: a BatchNorm's ``num_batches_tracked``
+    (saved by tinynet only with momentum=None), BatchNorm's ``weight``/``bias`` where tinynet has
+    ``gamma``/``beta``, or a weight whose shape is the transpose of the model's."""
+    if any(key.rsplit(".", 1)[-1] in ("num_batches_tracked", "weight", "bias") for key in unexpected):
+        return True
+    return any(name in state and len(np.shape(state[name])) == 2 and tuple(np.shape(state[name])[::-1])
+               == tuple(getattr(obj, attr).shape) != tuple(np.shape(state[name]))
+               for name, (obj, attr) in targets.items())
 
 
 def describe_mismatch(missing, unexpected, wrong_shapes):

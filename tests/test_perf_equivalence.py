@@ -58,6 +58,7 @@ def test_fit_skips_the_data_gradient_and_restores_the_layer(monkeypatch):
            rng=np.random.default_rng(2), progress=False)
     assert len(returned) == 4 and all(dx is None for dx in returned)
     assert first.input_grad is True  # outside fit, backward returns dL/dx again
+    model.train()  # a training forward outside fit, said explicitly (no EvalModeWarning)
     tn.SoftmaxCrossEntropy()(model.forward(x[:8]), y[:8])
     assert model.backward(np.ones((8, 3), np.float32)).shape == (8, 10)
 

@@ -170,20 +170,27 @@ def own(cls, *methods):
         cls = type(cls)
     if "__tinynet_blocked__" in vars(cls):
         raise Refused(vars(cls)["__tinynet_blocked__"])
+    lab = f"lab {STATE['lab']}" if STATE["lab"] else "the lab"
     for name in methods:
-        found = None
+        found, owner = None, None
         for klass in cls.__mro__:
             if name in vars(klass):
-                found = vars(klass)[name]
+                found, owner = vars(klass)[name], klass
                 break
         where = found.__func__ if isinstance(found, (staticmethod, classmethod)) else found
         code = getattr(where, "__code__", None)
         if found is None or code is None:
-            raise Refused(f"{cls.__name__} has no {name} of its own: lab {STATE['lab'] or ''} asks you to write "
-                          f"{cls.__name__}.{name} yourself, in your file".replace("lab  ", "the lab "))
+            raise Refused(f"{cls.__name__} has no {name} of its own: {lab} asks you to write "
+                          f"{cls.__name__}.{name} yourself, in your file")
         if student_file is not None and _same_file(code.co_filename, student_file) is False:
-            raise Refused(f"{cls.__name__}.{name} comes from {os.path.basename(code.co_filename)}, not from your file: "
-                          f"lab {STATE['lab']} asks you to write {cls.__name__}.{name} yourself")
+            if owner is not cls:  # inherited, e.g. from the tinynet class the stub subclasses
+                raise Refused(f"your class {cls.__name__} does not define {name}: it inherits "
+                              f"{owner.__module__}.{owner.__qualname__}.{name}. {lab.capitalize()} asks your "
+                              f"{cls.__name__} class to define {name} itself, written in your file")
+            origin = str(getattr(where, "__module__", None) or "")
+            shown = f", it is {origin}.{where.__qualname__}" if origin.split(".")[0] == "tinynet" else ""
+            raise Refused(f"{cls.__name__}.{name} is not written in your file{shown}: {lab} asks you to write "
+                          f"{cls.__name__}.{name} yourself")
 
 
 def _same_file(a, b):

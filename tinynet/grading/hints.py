@@ -130,4 +130,28 @@ HINTS = {
         "Your backward used xc (x - mu): that is the paper's form. The simplified form needs only xhat, inv_std, "
         "dy and gamma, and the grader hands your backward xc = None to make sure it is the simplified form."
     ),
+    "flipped_kernel": (
+        "The values match a convolution with the kernel flipped (weight[:, :, ::-1, ::-1]). A deep-learning "
+        "convolution (PyTorch's, tinynet's) is a cross-correlation: y[n, o, i, j] = bias[o] + sum of "
+        "weight[o, c, a, b] * xpad[n, c, i*s + a, j*s + b], so kernel tap (a, b) meets input (i*s + a, j*s + b), "
+        "unflipped; im2col's column order (c, a, b) must be weight.reshape(O, -1)'s. col2im needs no flip either."
+    ),
+    "padding_dropped": (
+        "The padding is missing from dx: forward read the padded input xpad of shape (N, C, H + 2p, W + 2p), so "
+        "col2im adds the column gradients into a padded dxpad, and dx is its interior, "
+        "dxpad[:, :, p:p + H, p:p + W]: not dxpad itself, nor its corner dxpad[:, :, :H, :W]. (In forward, the "
+        "output size counts the padding too: Ho = (H + 2p - kh) // s + 1.)"
+    ),
+    "stride_arithmetic": (
+        "The stride is misapplied. Output size: Ho = (H + 2p - kh) // s + 1 (floor, then + 1; likewise Wo), and "
+        "window (i, j) starts at row i*s, column j*s of the padded input, so im2col gathers and col2im adds "
+        "back at xpad[:, :, i*s + a, j*s + b] (as slices: a : a + s*(Ho - 1) + 1 : s). MaxPool2d's stride "
+        "defaults to its kernel size."
+    ),
+    "pool_grad_to_all": (
+        "MaxPool2d.backward gave dy to every element of each window (or dy / (k*k), average pooling's gradient). "
+        "Only the window's maximum reached the output, so only it gets dy: remember in forward which element "
+        "won (the argmax over the k*k taps) and in backward add dy there, 0 elsewhere (+=: overlapping windows "
+        "can share a maximum)."
+    ),
 }

@@ -329,6 +329,7 @@ class CrashingLoss(tn.SoftmaxCrossEntropy):
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.plain_path("its crashing loss is a subclass, which --fast leaves plain, against an accelerated run")
 def test_resume_after_a_crash_is_bit_identical_to_an_uninterrupted_run(tmp_path, optimizer):
     epochs, steps_per_epoch = 5, 8  # 240 examples, batch 30
     schedule = tn.optim.cosine_schedule(0.05, epochs) if optimizer == "sgd" else None
@@ -369,6 +370,7 @@ def test_resume_without_a_file_starts_fresh_and_a_finished_run_does_nothing(tmp_
     assert same_arrays(model3.state_dict(), model.state_dict())
 
 
+@pytest.mark.plain_path("compares with a child process that trains on the plain code")
 def test_resume_after_sigkill_during_fit(tmp_path):
     """A training process killed by SIGKILL after epoch 2 resumes to the uninterrupted result."""
     path = tmp_path / "run.npz"

@@ -67,6 +67,7 @@ def test_same_seed_gives_a_bit_identical_history_and_model():
     assert h3.step_loss != h1.step_loss
 
 
+@pytest.mark.plain_path("compares with a child process that trains on the plain code")
 def test_same_seed_in_another_process_gives_the_same_history():
     script = RUN + textwrap.dedent("""
         import json, sys

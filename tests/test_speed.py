@@ -363,7 +363,7 @@ def test_fit_fast_says_what_it_accelerated(rng, capsys):
     model = plain(tn.mlp([10, 4, 3], rng=rng))
     loss, opt = plain(tn.SoftmaxCrossEntropy(), tn.SGD(model.parameters(), lr=0.1))
     tn.fit(model, loss, opt, x, y, 1, 8, progress=True, fast=True)
-    expected = 0 if cpu.library() is None else 4  # BatchNorm, ReLU, the loss, SGD
+    expected = 0 if cpu.library() is None else 5  # BatchNorm, ReLU, the loss, SGD, fit's NaN guard
     assert f"fast path (tinynet.speed): {expected} objects accelerated" in capsys.readouterr().out
 
 
@@ -455,3 +455,28 @@ def test_a_traced_default_training_step_runs_only_the_core(rng):
     # what must have run: every layer's file, the loss, the optimizer, the NaN check
     assert {"layers/linear.py", "layers/batchnorm.py", "layers/activations.py", "losses.py", "optim.py",
             "nonfinite.py", "layer.py", "graph.py"} <= ours
+
+
+def test_fit_fast_checks_gradients_with_the_kernel_and_still_names_the_bad_layer(rng):
+    if cpu.library() is None:
+        pytest.skip("no C compiler here: nothing to accelerate")
+    from tinynet.nonfinite import NonFiniteGuard
+
+    x, y = blobs(rng, n=64)
+    model = tn.mlp([10, 4, 3], rng=rng)
+    opt = tn.SGD(model.parameters(), lr=1e30)  # the first update overflows
+    calls = []
+    real = NonFiniteGuard.check
+
+    def spy(self, *args):  # the plain check runs only when the kernel saw a non-finite value
+        calls.append(1)
+        return real(self, *args)
+
+    NonFiniteGuard.check = spy
+    try:
+        with pytest.raises(tn.NonFiniteError, match=r"fit: step 2 \(epoch 1\)") as caught, np.errstate(all="ignore"):
+            tn.fit(model, tn.SoftmaxCrossEntropy(), opt, x, y, 1, 32, rng=rng, progress=False, fast=True)
+    finally:
+        NonFiniteGuard.check = real
+    assert calls == [1]  # step 1 passed the kernel alone; step 2 went to the plain check, which raised
+    assert "Linear" in caught.value.where or "BatchNorm" in caught.value.where or "loss" in caught.value.where

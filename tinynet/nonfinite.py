@@ -62,9 +62,10 @@ def finite_step(xp, loss_value, params):
     # than isfinite(g).all(); a finite g so large that g . g overflows is a false alarm, which
     # the exact check clears
     total = loss_value
-    for p in params:
-        g = p.grad.reshape(-1)
-        total = total + xp.dot(g, g)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow here is the false alarm above
+        for p in params:
+            g = p.grad.reshape(-1)
+            total = total + xp.dot(g, g)
     if bool(xp.isfinite(total)):
         return True
     return bool(xp.isfinite(loss_value)) and all(bool(xp.isfinite(p.grad).all()) for p in params)

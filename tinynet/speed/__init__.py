@@ -45,8 +45,8 @@ def _backend_of(model, optimizer):
     return "numpy"
 
 
-def _targets(model, loss, optimizer):
-    named = []
+def _targets(model, loss, optimizer, also=()):
+    named = [(type(obj).__name__, obj) for obj in also]
     if model is not None:
         named += [(name or type(model).__name__, layer) for name, layer in _named_modules(model)]
     if loss is not None:
@@ -62,7 +62,7 @@ def _named_modules(layer, prefix=""):
         yield from _named_modules(child, f"{prefix}{name}." if prefix else f"{name}.")
 
 
-def accelerate(model=None, loss=None, optimizer=None, backend=None):
+def accelerate(model=None, loss=None, optimizer=None, backend=None, also=()):
     """Opt in: give every layer (and the loss, the optimizer) with a registered fused
     implementation for its exact class and backend that implementation; return a :class:`Report`.
 
@@ -77,13 +77,16 @@ def accelerate(model=None, loss=None, optimizer=None, backend=None):
         parameters live, else "numpy". Move the model first, then accelerate: a fused
         method meeting arrays of another backend runs the plain code instead.
 
+    also : sequence, optional
+        Other objects to look up (fit passes its NaN guard, whose check has a fused version).
+
     Calling it again is harmless: an object already accelerated is re-bound.
     """
     backend = backend or _backend_of(model, optimizer)
     if backend not in ("numpy", "cupy"):
         raise ValueError(f"speed.accelerate: expected backend 'numpy' or 'cupy', got {backend!r}")
     report = Report()
-    for name, obj in _targets(model, loss, optimizer):
+    for name, obj in _targets(model, loss, optimizer, also):
         implementation = FUSED.get((type(obj), backend))
         if implementation is None:
             continue
@@ -114,10 +117,10 @@ def _unbind(obj):
             obj._saved = tuple(fused.plain_saved(saved[1:]))
 
 
-def fit_step(model, loss, optimizer, step, cuda_graph=False, progress=False):
-    """What ``fit(..., fast=True)`` calls: accelerate, and return the step to run (``step`` itself,
-    or with ``cuda_graph=True`` a :class:`.cuda_graph.CapturedStep` replaying it)."""
-    report = accelerate(model, loss, optimizer)
+def fit_step(model, loss, optimizer, step, cuda_graph=False, progress=False, guard=None):
+    """What ``fit(..., fast=True)`` calls: accelerate (the NaN ``guard`` too), and return the step to
+    run (``step`` itself, or with ``cuda_graph=True`` a :class:`.cuda_graph.CapturedStep` replaying it)."""
+    report = accelerate(model, loss, optimizer, also=() if guard is None else (guard,))
     if progress:
         from tqdm.auto import tqdm
 

@@ -19,6 +19,8 @@ SoftmaxCrossEntropy        both      loss and probabilities in one kernel
 SGD                        numpy     the update in one pass per parameter
 SGD                        cupy      one kernel for all parameters
 Adam                       numpy     the update in one pass per parameter
+NonFiniteGuard (fit's)     both      the NaN/Inf check of every gradient in one
+                                     pass (C) or one kernel (CUDA)
 =========================  ========  ============================================
 """
 
@@ -30,6 +32,7 @@ import numpy as np
 from ..layer import check_grad, check_input
 from ..layers import BatchNorm, Dropout, Linear, ReLU
 from ..losses import SoftmaxCrossEntropy
+from ..nonfinite import NonFiniteGuard
 from ..optim import SGD, Adam
 from . import cpu
 from .registry import Fused, capturing, register
@@ -245,3 +248,24 @@ class CupySGD(_OnCupy):
     def step(self):
         if self.ops("optim").sgd_step(self.layer) is NotImplemented:  # one kernel for all parameters
             self.plain.step(self.layer)
+
+
+# -- fit's NaN guard -------------------------------------------------------------------------------
+class _NonFiniteGuard:
+    methods = ("check",)
+
+    def check(self, loss_value, xb, yb):
+        guard = self.layer
+        answer = self.ops("optim").all_finite(loss_value, guard.params)  # one pass over every gradient
+        if answer is NotImplemented or not answer:  # the plain check decides, and names what went wrong
+            self.plain.check(guard, loss_value, xb, yb)
+
+
+@register(NonFiniteGuard, "numpy")
+class CpuNonFiniteGuard(_NonFiniteGuard, _OnNumpy):
+    pass
+
+
+@register(NonFiniteGuard, "cupy")
+class CupyNonFiniteGuard(_NonFiniteGuard, _OnCupy):
+    pass

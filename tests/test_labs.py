@@ -18,7 +18,7 @@ from tinynet import grading
 from tinynet.cli import main
 from tinynet.layer import check_input
 
-LAB_NUMBERS = [1, 2, 3, 4, 5, 6]
+LAB_NUMBERS = [1, 2, 3, 4, 5, 6, 7]
 
 
 def grade_namespace(number, sub, only=None):
@@ -354,6 +354,109 @@ def lab6(build=residual_model, order=RIGHT_STEP):
     return Namespace(build_model=build, train_step=make_step(order))
 
 
+# --------------------------------------------------------------------------- lab 7
+class Conv7(tn.Layer):
+    """Conv2d written the student's way: im2col by sliding_window_view, col2im tap by tap."""
+
+    mistake = None
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, rng=None,
+                 dtype=np.float32):
+        rng = np.random.default_rng() if rng is None else rng
+        self.k, self.s, self.p, self.o = kernel_size, stride, padding, out_channels
+        w = rng.standard_normal((out_channels, in_channels, kernel_size, kernel_size))
+        self.weight = tn.Parameter(w.astype(dtype), "weight")
+        self.bias = tn.Parameter(np.zeros(out_channels, dtype), "bias") if bias else None
+
+    def kernel(self, *mistakes):
+        flipped = self.mistake in ("flipped_kernel", *mistakes)
+        return self.weight.data[:, :, ::-1, ::-1] if flipped else self.weight.data
+
+    def sizes(self, h, w):
+        k, s, p, mk = self.k, self.s, self.p, self.mistake
+        if mk == "stride_size":  # the + 1 forgotten
+            return (h + 2 * p - k) // s, (w + 2 * p - k) // s
+        return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        k, s, p, mk = self.k, self.s, self.p, self.mistake
+        ho, wo = self.sizes(h, w)
+        if mk == "input_modified":
+            x *= 1.0  # harmless, but then a real in-place change
+            x[:, :, 0, 0] = 0
+        xpad = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        step = 1 if mk == "stride_windows" else s
+        windows = np.lib.stride_tricks.sliding_window_view(xpad, (k, k), axis=(2, 3))  # (N, C, Hp-k+1, Wp-k+1, k, k)
+        windows = windows[:, :, ::step, ::step][:, :, :ho, :wo]  # (N, C, Ho, Wo, k, k)
+        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, -1)
+        y = cols @ self.kernel().reshape(self.o, -1).T
+        if self.bias is not None and mk != "missing_bias":
+            y = y + self.bias.data
+        self.save_for_backward(xpad.shape, cols, ho, wo)
+        y = y.reshape(n, ho, wo, self.o).transpose(0, 3, 1, 2)
+        return y.astype(np.float64) if mk == "dtype_changed" else y
+
+    def backward(self, dy):
+        shape, cols, ho, wo = self.saved()
+        k, s, p, mk = self.k, self.s, self.p, self.mistake
+        rows = dy.transpose(0, 2, 3, 1).reshape(-1, self.o)
+        dw = (rows.T @ cols).reshape(self.weight.data.shape)
+        dw = dw[:, :, ::-1, ::-1] if mk in ("flipped_kernel", "flipped_dw") else dw
+        if mk == "grad_overwritten":
+            self.weight.grad = dw
+        else:
+            self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += rows.sum(axis=0)
+        dcols = (rows @ self.kernel("flipped_dx").reshape(self.o, -1)).reshape(shape[0], ho, wo, shape[1], k, k)
+        dxpad = np.zeros(shape, dy.dtype)
+        step = 1 if mk == "stride_col2im" else s
+        for a in range(k):
+            for b in range(k):
+                dxpad[:, :, a:a + step * (ho - 1) + 1:step, b:b + step * (wo - 1) + 1:step] += \
+                    dcols[:, :, :, :, a, b].transpose(0, 3, 1, 2)
+        if mk == "dy_modified":
+            dy *= 2
+        if mk == "padding_corner":
+            return dxpad[:, :, :shape[2] - 2 * p, :shape[3] - 2 * p]
+        if mk == "padding_kept":
+            return dxpad
+        return dxpad[:, :, p:shape[2] - p, p:shape[3] - p]
+
+
+class MaxPool7(tn.Layer):
+    """MaxPool2d written the student's way: windows from sliding_window_view, argmax per window."""
+
+    mistake = None
+
+    def __init__(self, kernel_size, stride=None):
+        self.k = kernel_size
+        self.s = (1 if self.mistake == "stride_default" else kernel_size) if stride is None else stride
+
+    def forward(self, x):
+        k, s = self.k, self.s
+        windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+        flat = windows.reshape(*windows.shape[:4], k * k)  # (N, C, Ho, Wo, k*k)
+        self.save_for_backward(x.shape, flat.argmax(axis=-1))
+        return flat.max(axis=-1)
+
+    def backward(self, dy):
+        shape, which = self.saved()
+        k, s, mk = self.k, self.s, self.mistake
+        ho, wo = dy.shape[2:]
+        dx = np.zeros(shape, dy.dtype)
+        for t in range(k * k):
+            a, b = divmod(t, k)
+            share = {"to_all": dy, "averaged": dy / (k * k)}.get(mk, dy * (which == t))
+            dx[:, :, a:a + s * (ho - 1) + 1:s, b:b + s * (wo - 1) + 1:s] += share
+        return dx
+
+
+def lab7(conv=None, pool=None):
+    return Namespace(Conv2d=planted(Conv7, conv), MaxPool2d=planted(MaxPool7, pool))
+
+
 # --------------------------------------------------------------------------- the planted mistakes
 # (lab, submission, graded item, the hint it must show)
 PLANTED = [
@@ -402,6 +505,23 @@ PLANTED = [
     (6, lab6(build=plain_model), "residual", "no_skip_connection"),
     (6, lab6(order=("forward", "backward", "step")), "train_step", "not_zeroed"),
     (6, lab6(order=("forward", "backward", "zero", "step")), "train_step", "zeroed_after_backward"),
+    (7, lab7(conv="flipped_kernel"), "conv_forward", "flipped_kernel"),
+    (7, lab7(conv="flipped_kernel"), "conv_backward_dx", "flipped_kernel"),  # the forward's, with "fix forward first"
+    (7, lab7(conv="flipped_dx"), "conv_backward_dx", "flipped_kernel"),
+    (7, lab7(conv="flipped_dw"), "conv_backward_params", "flipped_kernel"),
+    (7, lab7(conv="padding_corner"), "conv_backward_dx", "padding_dropped"),
+    (7, lab7(conv="padding_kept"), "conv_backward_dx", "padding_dropped"),
+    (7, lab7(conv="stride_windows"), "conv_forward", "stride_arithmetic"),
+    (7, lab7(conv="stride_size"), "conv_forward", "stride_arithmetic"),
+    (7, lab7(conv="stride_col2im"), "conv_backward_dx", "stride_arithmetic"),
+    (7, lab7(pool="stride_default"), "maxpool", "stride_arithmetic"),
+    (7, lab7(pool="to_all"), "maxpool", "pool_grad_to_all"),
+    (7, lab7(pool="averaged"), "maxpool", "pool_grad_to_all"),
+    (7, lab7(conv="missing_bias"), "conv_forward", "missing_bias"),
+    (7, lab7(conv="grad_overwritten"), "conv_accumulates", "grad_overwritten"),
+    (7, lab7(conv="input_modified"), "conv_forward", "input_modified"),
+    (7, lab7(conv="dy_modified"), "conv_backward_dx", "dy_modified"),
+    (7, lab7(conv="dtype_changed"), "dtypes", "dtype_changed"),
 ]
 
 
@@ -418,8 +538,8 @@ def test_every_hint_is_planted():
 
 @pytest.mark.parametrize("number, sub", [
     (1, lab1()), (2, lab2()), (3, lab3()), (4, lab4()),
-    (5, lab5(planted(LeakyReLU, None)())), (5, lab5(PReLU())),
-], ids=["lab1", "lab2", "lab3", "lab4", "lab5-leaky", "lab5-prelu"])
+    (5, lab5(planted(LeakyReLU, None)())), (5, lab5(PReLU())), (7, lab7()),
+], ids=["lab1", "lab2", "lab3", "lab4", "lab5-leaky", "lab5-prelu", "lab7"])
 def test_a_student_style_solution_passes_every_item(number, sub):
     report = grade_namespace(number, sub)
     assert report.passed, report.format()
@@ -624,7 +744,7 @@ def test_json_is_gradescopes_results_format(tmp_path):
 def test_all_grades_every_lab_and_exit_codes(capsys):
     assert main(["lab", "--all", "--seed", "3"]) == 1  # the stubs
     out = capsys.readouterr().out
-    assert "0/6 labs complete" in out and out.count("inputs drawn with seed 3") == 6
+    assert "0/7 labs complete" in out and out.count("inputs drawn with seed 3") == 7
     assert main(["lab", "--all", "3"]) == 2
     with pytest.raises(SystemExit) as exit_info:
         main(["lab", "--no-such-option"])
@@ -663,3 +783,51 @@ def test_an_instructors_extra_checks_are_graded_after_the_labs_own(tmp_path):
     assert report.passed and [r.key for r in report.results][-1] == "big_relu" and len(report.results) == 8
     report = grading.grade(1, extra_checks=[tmp_path / "extra.py"])
     assert report.result("big_relu").status == grading.TODO
+
+
+# --------------------------------------------------------------------------- lab 7
+def test_lab7_backward_items_point_at_a_wrong_forward_first():
+    report = grade_namespace(7, lab7(conv="stride_size"))
+    assert report.result("conv_forward").hint == "stride_arithmetic"
+    for key in ("conv_backward_dx", "conv_backward_params", "conv_accumulates"):
+        result = report.result(key)
+        assert "fix forward first" in result.message and result.hint == "stride_arithmetic", result
+    assert report.result("maxpool").passed
+
+
+def test_lab7_oracle_agrees_with_tinynets_own_layers():
+    """The grader's tap-by-tap formula against tinynet's Conv2d and MaxPool2d (float64), every shape the lab grades."""
+    checks = grading.get_lab(7).checks_module()
+    rng = np.random.default_rng(0)
+    for case in checks.conv_cases(rng) + [dict(m=3, c=3, k=3, s=2, p=1, dtype=np.float64, bias=False)]:
+        config, x, params, dy = checks.conv_case(rng, **dict(case, dtype=np.float64))
+        layer = tn.Conv2d(config["in_channels"], config["out_channels"], config["kernel_size"], stride=config["stride"],
+                          padding=config["padding"], bias=config["bias"], dtype=np.float64)
+        layer.weight.data = params["weight"]
+        if config["bias"]:
+            layer.bias.data = params["bias"]
+        for p in layer.parameters():
+            p.zero_grad()
+        y = layer(x)
+        dx = layer.backward(dy)
+        want_dx, want_dw, want_db, _ = checks.conv_grads(x, params["weight"], dy, config["stride"], config["padding"])
+        np.testing.assert_allclose(checks.conv_y(x, params["weight"], params.get("bias"), config["stride"],
+                                                 config["padding"]), y, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(want_dx, dx, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(want_dw, layer.weight.grad, rtol=1e-10, atol=1e-12)
+        if config["bias"]:
+            np.testing.assert_allclose(want_db, layer.bias.grad, rtol=1e-10, atol=1e-12)
+    for case in checks.pool_cases(rng):
+        config, x, dy = checks.pool_case(rng, **dict(case, dtype=np.float64))
+        k, s = config["kernel_size"], config["stride"]
+        layer = tn.MaxPool2d(k, stride=s)
+        y = layer(x)
+        np.testing.assert_array_equal(checks.pool_y(x, k, k if s is None else s), y)
+        np.testing.assert_array_equal(checks.pool_grads(x, dy, k, k if s is None else s)[0], layer.backward(dy))
+
+
+def test_lab7_grades_within_15_seconds_and_blocks_tinynets_conv():
+    report = grading.grade(7, reference=True)
+    assert report.passed and report.seconds <= 15, report.format()
+    probes = grading.get_lab(7).checks().probes_module()
+    assert {"Conv2d", "MaxPool2d", "AvgPool2d"} <= set(probes.BLOCK)

@@ -196,17 +196,42 @@ def conv_forward(student):
     for config, x, params, _ in cases:
         out = student.run("conv", config=config, x=x.copy(), params=params)
         expect_unchanged("x (Conv2d.forward's input)", out["x"], x)
-        s, p, k = config["stride"], config["padding"], config["kernel_size"]
-        bias = params.get("bias")
-        want = conv_y(x, params["weight"], bias, s, p)
-        what = f"y for {describe(config, x)}"
-        expect_shape(what, out["y"], want.shape, x.shape[2], x.shape[3], k, s, p)
-        mistakes = [("flipped_kernel", conv_y(x, flip(params["weight"]), bias, s, p))]
-        if s > 1:
-            mistakes.append(("stride_arithmetic", conv_y(x, params["weight"], bias, s, p, step=1)))
-        if bias is not None:
-            mistakes.append(("missing_bias", conv_y(x, params["weight"], None, s, p)))
-        expect_close(what, out["y"], want, mistakes=mistakes)
+        expect_conv_y(out["y"], config, x, params)
+
+
+def expect_conv_y(y, config, x, params):
+    """Fail unless the Conv2d output ``y`` is right, naming the mistake a wrong one shows."""
+    s, p, k = config["stride"], config["padding"], config["kernel_size"]
+    bias = params.get("bias")
+    want = conv_y(x, params["weight"], bias, s, p)
+    what = f"y for {describe(config, x)}"
+    expect_shape(what, y, want.shape, x.shape[2], x.shape[3], k, s, p)
+    mistakes = [("flipped_kernel", conv_y(x, flip(params["weight"]), bias, s, p))]
+    if s > 1:
+        mistakes.append(("stride_arithmetic", conv_y(x, params["weight"], bias, s, p, step=1)))
+    if bias is not None:
+        mistakes.append(("missing_bias", conv_y(x, params["weight"], None, s, p)))
+    expect_close(what, y, want, mistakes=mistakes)
+
+
+def forward_first(y, config, x, params):
+    """Stop a backward item with a pointer (and the forward's hint) when the forward is already wrong."""
+    try:
+        expect_conv_y(y, config, x, params)
+    except Fail as fail:
+        raise Fail(f"the forward output is already wrong ({fail.message}): backward is graded on top of a right "
+                   "forward, so fix forward first", fail.hint) from None
+
+
+def run_backward(student, config, x, params, dy, grads=None):
+    """The student's forward then backward on these inputs; a wrong forward is named before the backward."""
+    try:
+        out = student.run("conv", config=config, x=x.copy(), params=params, dy=dy.copy(), grads=grads)
+    except Fail:  # a backward that crashes on a forward of the wrong shape: say so
+        forward_first(student.run("conv", config=config, x=x.copy(), params=params)["y"], config, x, params)
+        raise
+    forward_first(out["y"], config, x, params)
+    return out
 
 
 def dx_mistakes(x, weight, dy, s, p):
@@ -225,7 +250,7 @@ def conv_backward_dx(student):
     rng = student.rng
     for case in conv_cases(rng):
         config, x, params, dy = conv_case(rng, **case)
-        out = student.run("conv", config=config, x=x.copy(), params=params, dy=dy.copy())
+        out = run_backward(student, config, x, params, dy)
         expect_unchanged("dy (Conv2d.backward's input)", out["dy"], dy, "dy_modified")
         expect_unchanged("x (Conv2d's input, after backward)", out["x"], x)
         s, p = config["stride"], config["padding"]
@@ -238,7 +263,7 @@ def conv_backward_params(student):
     rng = student.rng
     for case in conv_cases(rng):
         config, x, params, dy = conv_case(rng, **case)
-        out = student.run("conv", config=config, x=x, params=params, dy=dy)
+        out = run_backward(student, config, x, params, dy)
         s, p = config["stride"], config["padding"]
         _, dweight, dbias, _ = conv_grads(x, params["weight"], dy, s, p)
         mistakes = [("flipped_kernel", dweight[:, :, ::-1, ::-1])]
@@ -255,8 +280,8 @@ def conv_accumulates(student):
     rng = student.rng
     config, x, params, dy = conv_case(rng, odd(rng), 3, 3, 2, 1, np.float64)
     before = {name: rng.standard_normal(value.shape) for name, value in params.items()}
-    out = student.run("conv", config=config, x=x, params=params, dy=dy,
-                      grads={k: v.copy() for k, v in before.items()})  # as if an earlier backward had left these
+    out = run_backward(student, config, x, params, dy,
+                       grads={k: v.copy() for k, v in before.items()})  # as if an earlier backward had left these
     _, dweight, dbias, _ = conv_grads(x, params["weight"], dy, config["stride"], config["padding"])
     grads = out.get("grads") or {}
     expect_close("weight.grad after a backward on top of an earlier gradient", grads.get("weight"),
@@ -270,9 +295,8 @@ def maxpool(student):
     rng = student.rng
     for case in pool_cases(rng):
         config, x, dy = pool_case(rng, **case)
-        out = student.run("maxpool", config=config, x=x.copy(), dy=dy.copy())
+        out = student.run("maxpool", config=config, x=x.copy())  # forward alone first: a wrong y is named as such
         expect_unchanged("x (MaxPool2d.forward's input)", out["x"], x)
-        expect_unchanged("dy (MaxPool2d.backward's input)", out["dy"], dy, "dy_modified")
         k, s = config["kernel_size"], config["stride"]
         stride = k if s is None else s
         what = (f"MaxPool2d({k}{'' if s is None else f', stride={s}'}) on N={x.shape[0]}, C={x.shape[1]}, "
@@ -281,6 +305,9 @@ def maxpool(student):
         expect_shape(f"y of {what}", out["y"], want.shape, x.shape[2], x.shape[3], k, stride, 0)
         mistakes = [("stride_arithmetic", pool_y(x, k, stride, step=1))] if stride > 1 else []
         expect_close(f"y of {what}", out["y"], want, mistakes=mistakes)
+        out = student.run("maxpool", config=config, x=x.copy(), dy=dy.copy())
+        expect_unchanged("x (MaxPool2d's input, after backward)", out["x"], x)
+        expect_unchanged("dy (MaxPool2d.backward's input)", out["dy"], dy, "dy_modified")
         dx, to_all, averaged = pool_grads(x, dy, k, stride)
         expect_close(f"dx of {what}", out["dx"], dx,
                      mistakes=[("pool_grad_to_all", to_all), ("pool_grad_to_all", averaged)])

@@ -52,7 +52,9 @@ def test_fit_is_reproducible_with_a_seed():
 def test_fit_drops_a_trailing_batch_of_one_with_batchnorm(rng):
     x, y = blobs(rng, n=65)
     model = tn.mlp([8, 4, 3], rng=rng)
-    history = tn.fit(model, tn.SoftmaxCrossEntropy(), tn.SGD(model.parameters(), lr=0.1), x, y, 1, 32, rng=rng, progress=False)
+    with pytest.warns(UserWarning, match="65 examples in batches of 32 leave a last batch of one"):
+        history = tn.fit(model, tn.SoftmaxCrossEntropy(), tn.SGD(model.parameters(), lr=0.1), x, y, 1, 32, rng=rng,
+                         progress=False)
     assert len(history.step_loss) == 2
 
 

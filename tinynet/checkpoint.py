@@ -339,6 +339,19 @@ def _write_atomically(path, arrays):
             os.close(dir_fd)
 
 
+def check_fit_options(checkpoint, resume):
+    """Refuse bad checkpoint options before training, not after the first epoch."""
+    if checkpoint is None:
+        if resume:
+            raise ValueError("fit: resume=True needs checkpoint=path (the file to resume from)")
+        return
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"fit: expected checkpoint to be a file path, got {type(checkpoint).__name__}")
+    folder = os.path.dirname(os.path.abspath(checkpoint))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"fit: the folder of checkpoint {os.fspath(checkpoint)} does not exist: {folder}")
+
+
 def resume_fit(checkpoint, model, optimizer, rng, progress):
     """For ``fit(..., resume=True)``: load a checkpoint written by fit; ``(history, first epoch to run)``."""
     saved = load(checkpoint, model, optimizer, rng=rng)

@@ -48,6 +48,6 @@ def main(argv=None):
         return 2
     try:
         return args.run(args) or 0
-    except (ValueError, TypeError, RuntimeError) as exc:
+    except (ValueError, TypeError, RuntimeError, ModuleNotFoundError) as exc:  # ModuleNotFoundError: an optional extra
         print(f"tinynet {args.command}: error: {exc}", file=sys.stderr)
         return 2

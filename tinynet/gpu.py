@@ -6,8 +6,9 @@ Loaded only when the "cupy" backend is asked for (:func:`tinynet.to_device`, ``m
 from .backend import BackendUnavailableError
 
 INSTALL_HINT = (
-    "pip install 'tinynet[cuda12]' for a CUDA 12 driver or 'tinynet[cuda13]' for a CUDA 13 driver "
-    "(nvidia-smi shows the CUDA version your driver supports)"
+    "pip install 'tinynet[cuda12]' for a CUDA 12 driver or 'tinynet[cuda13]' for a CUDA 13 driver; "
+    "from a clone of the repository, pip install -e '.[cuda12]' or -e '.[cuda13]' in its folder "
+    "(or pip install cupy-cuda12x / cupy-cuda13x directly); nvidia-smi shows the CUDA version your driver supports"
 )
 
 

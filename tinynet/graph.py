@@ -111,9 +111,10 @@ class Graph(Layer):
             raise ValueError(f"{self.name_for_errors()}: expected {len(self._inputs)} input array(s), got {len(xs)}")
         # a new training forward that drops the previous one's cache: that output was used, not trained
         # on (gradcheck repeats a forward on the same arrays, which is not evaluation)
-        previous = self._unbacked_inputs
-        if self.training and previous is not None and any(a is not b for a, b in zip(previous, xs)):
-            self._warn_eval_mode_forgotten()
+        # and the first training forward after fit returned (fit sets the flag; train() and eval() clear it)
+        previous, after_fit = self._unbacked_inputs, self.training and self.__dict__.pop("_fit_ended", False)
+        if after_fit or (self.training and previous is not None and any(a is not b for a, b in zip(previous, xs))):
+            self._warn_eval_mode_forgotten(after_fit)
         values = dict(zip(self._inputs, xs))
         for node in self._layer_nodes:
             out = node.layer(*[values[i] for i in node.inputs])
@@ -122,21 +123,22 @@ class Graph(Layer):
         self._unbacked_inputs = xs if self.training else None
         return values[self._output]
 
-    def _warn_eval_mode_forgotten(self):
+    def _warn_eval_mode_forgotten(self, after_fit):
         """Warn once per graph, and only when it has layers that behave differently in training."""
         if self.__dict__.get("_warned_eval_mode"):
             return
         kinds = sorted({type(m).__name__ for m in self.modules() if m.differs_in_training})
         if kinds:
             self._warned_eval_mode = True
+            what = ("ran in training mode after fit" if after_fit
+                    else "ran again in training mode with no backward after the previous one")
+            changed = (f"; {'this' if after_fit else 'that'} forward changed the running statistics (running_mean, "
+                       "running_var) with data the model was not fitting") if any("BatchNorm" in k for k in kinds) else ""
             warnings.warn(
-                f"{self.name_for_errors()}: forward ran again in training mode with no backward after the "
-                f"previous one, and the model has {' and '.join(kinds)}, which behave differently in training. "
-                "If you are evaluating or predicting, call model.eval() first (tinynet.evaluate does it for "
-                "you) and model.train() before training again.",
-                EvalModeWarning,
-                stacklevel=3,
-            )
+                f"{self.name_for_errors()}: forward {what}, and the model has {' and '.join(kinds)}, which behave "
+                f"differently in training{changed}. If you are evaluating or predicting, call model.eval() first "
+                "(tinynet.evaluate does it for you) and model.train() before training again (which also silences this).",
+                EvalModeWarning, stacklevel=3)
 
     def backward(self, dy):
         if self._output is None:
@@ -157,12 +159,17 @@ class Graph(Layer):
         return dx_inputs[0] if len(dx_inputs) == 1 else dx_inputs
 
     # -- describing (the text is made in tinynet/graph_text.py, loaded when asked for) --------------
-    def summary(self):
+    def summary(self, input_shape=None):
         """Return a table: each layer, the nodes it reads (fan-in), the nodes that read it
-        (fan-out; ``out`` for the graph's output), its output shape, its parameter count."""
+        (fan-out; ``out`` for the graph's output), its output shape, its parameter count.
+
+        Output shapes are known after a first forward, or at once with ``input_shape``: the
+        shape of one example, without the batch axis (``(784,)``, ``(1, 28, 28)``; a list of
+        them for several inputs), which runs one eval-mode forward on zeros and changes nothing.
+        """
         from .graph_text import summary
 
-        return summary(self)
+        return summary(self, input_shape)
 
     def to_dot(self):
         """Return the graph as Graphviz DOT text: an ellipse per input, a box per layer (with its

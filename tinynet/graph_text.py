@@ -1,9 +1,12 @@
 """The text views of a Graph: its summary table and its Graphviz DOT source."""
 
 
-def summary(graph):
+def summary(graph, input_shape=None):
     """Return a table: each layer, the nodes it reads (fan-in), the nodes that read it
-    (fan-out; ``out`` for the graph's output), its output shape, its parameter count."""
+    (fan-out; ``out`` for the graph's output), its output shape, its parameter count
+    (``Graph.summary``; ``input_shape`` is described there)."""
+    if input_shape is not None:
+        trace_shapes(graph, input_shape)
     users = _users(graph)
     rows = [("#", "layer", "inputs", "used by", "output shape", "params")]
     for node in graph._inputs:
@@ -20,7 +23,36 @@ def summary(graph):
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     lines.append(f"total parameters: {total:,}" + ("" if graph._output is None else f"; output: node {graph._output.index}"))
+    if any(node.shape is None for node in graph._layer_nodes):
+        lines.append("output shapes are known after a first forward, or now with summary(input_shape=...): "
+                     "the shape of one example, e.g. (784,)")
     return "\n".join(lines)
+
+
+def trace_shapes(graph, input_shape):
+    """Run one eval-mode forward on zeros (a batch of 2) to learn every node's output shape; every
+    layer's attributes (mode, running statistics, what a forward saved for backward) are restored."""
+    several = isinstance(input_shape, (tuple, list)) and input_shape and isinstance(input_shape[0], (tuple, list))
+    shapes = list(input_shape) if several else [input_shape]
+    if len(shapes) != len(graph._inputs) or not all(
+            isinstance(s, (tuple, list)) and all(isinstance(d, int) and d > 0 for d in s) for s in shapes):
+        raise ValueError(f"{graph.name_for_errors()}.summary: expected input_shape as the shape of one example "
+                         f"without the batch axis, e.g. (784,), one per input ({len(graph._inputs)}), got {input_shape!r}")
+    import numpy as np
+
+    from .backend import get_array_module
+
+    params = graph.parameters()
+    like = params[0].data if params else np.zeros(0, np.float32)
+    xp = get_array_module(like)
+    kept = [(layer, dict(vars(layer))) for layer in graph.modules()]
+    try:
+        graph.eval()
+        graph.forward(*[xp.zeros((2, *s), like.dtype) for s in shapes])
+    finally:
+        for layer, attributes in kept:
+            vars(layer).clear()
+            vars(layer).update(attributes)
 
 
 def _users(graph):

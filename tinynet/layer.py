@@ -164,6 +164,7 @@ class Layer:
 
     def train(self, mode=True):
         """Set training mode on this layer and all below it; return self."""
+        self.__dict__.pop("_fit_ended", None)  # said explicitly: no warning about forgetting eval() (graph.py)
         for layer in self.modules():
             layer.training = bool(mode)
         return self

@@ -9,6 +9,7 @@ import contextlib
 import importlib
 import os
 import time
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -45,7 +46,8 @@ def training_step(model, loss, optimizer, guard=None):
 
 
 def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=None, progress=True,
-        lr_schedule=None, checkpoint=None, resume=False, detect_nonfinite=True, fast=False, cuda_graph=False):
+        lr_schedule=None, checkpoint=None, resume=False, detect_nonfinite=True, fast=False, cuda_graph=False,
+        inspect_every=None):
     """Train ``model`` with mini-batch gradient descent; return a :class:`History`.
 
     Parameters
@@ -88,6 +90,11 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     cuda_graph : bool
         With ``fast=True`` on CuPy: record the whole step as a CUDA graph once and replay it
         (see :mod:`tinynet.speed.cuda_graph`); the NaN check then reads the losses once per epoch.
+    inspect_every : int, optional
+        Every ``inspect_every``-th step (the first included), record per-layer statistics —
+        output mean and std, dead ReLUs, saturated sigmoids, gradient and weight norms, update
+        ratios — into ``history.layer_stats`` (see :mod:`tinynet.layer_stats`; plot them with
+        :mod:`tinynet.plots`). None (the default) records nothing and costs nothing.
 
     The model's parameters decide the backend: pass x and y on it (``tinynet.to_device``).
     The optimizer's state is moved to the parameters' backend at the start.
@@ -111,10 +118,16 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     guard = NonFiniteGuard(model, loss, params, history, checkpoint) if detect_nonfinite else None
     step = training_step(model, loss, optimizer, None if cuda_graph else guard)
     if fast:  # the one place the core reaches the speed ring, and only when asked
-        step = importlib.import_module("tinynet.speed").fit_step(model, loss, optimizer, step, cuda_graph, progress)
+        speed = importlib.import_module("tinynet.speed")
+        step = speed.fit_step(model, loss, optimizer, step, cuda_graph, progress, guard)
+    if inspect_every is not None:  # per-layer statistics, read around the step it wraps
+        step = importlib.import_module("tinynet.layer_stats").recording_step(model, step, history, inspect_every, cuda_graph)
     display = Progress(progress, validation is not None, epochs)
-    # a batch of one cannot be normalised: drop a trailing single example
+    # a batch of one cannot be normalised: drop a trailing single example, and say so once
     min_batch = 2 if any(isinstance(m, BatchNorm) for m in model.modules()) else 1
+    if min_batch == 2 and len(x) % batch_size == 1:
+        warnings.warn(f"fit: {len(x)} examples in batches of {batch_size} leave a last batch of one, which BatchNorm "
+                      "cannot normalise; it is left out of every epoch (a different batch_size keeps it)", stacklevel=2)
     with blas_threads(x, batch_size, params), first_layer_skips_input_gradient(model):
         for epoch in range(first_epoch, epochs + 1):
             model.train()
@@ -137,6 +150,7 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
                 from .checkpoint import save
 
                 save(checkpoint, model, optimizer, history, rng=rng, epoch=epoch)
+    model._fit_ended = True  # the next training-mode forward outside fit is warned about (Graph.forward)
     return history
 
 
@@ -232,8 +246,10 @@ class Progress:
         self.enabled, self.with_validation, self.epochs, self.printed_head = enabled, with_validation, epochs, False
 
     def bar(self, batches, epoch, total):
+        # disable=None: no bar when stderr is not a terminal (piped, a log file), where its carriage
+        # returns would run into the table's lines; the table is printed either way
         return tqdm(batches, total=total, desc=f"epoch {epoch}/{self.epochs}", leave=False,
-                    disable=not self.enabled, unit="batch")
+                    disable=None if self.enabled else True, unit="batch")
 
     def row(self, epoch, history):
         if not self.enabled:
@@ -267,7 +283,8 @@ def check_fit_arguments(model, loss, optimizer, x, y, epochs, batch_size, valida
         if validation[0].dtype.kind != "f":
             raise TypeError(f"fit: expected floating-point validation features, got dtype {validation[0].dtype}")
         check_finite("fit", validation[0], "validation x")
-    check_checkpoint_options(checkpoint, resume)
+    if checkpoint is not None or resume:
+        importlib.import_module("tinynet.checkpoint").check_fit_options(checkpoint, resume)
     for name, value in (("fast", fast), ("cuda_graph", cuda_graph)):
         if not isinstance(value, bool):
             raise TypeError(f"fit: expected {name} to be True or False, got {value!r}")
@@ -299,16 +316,3 @@ def check_data(where, x, y):
         raise ValueError(f"{where}: x has {len(x)} examples but y has {len(y)}")
     if len(x) == 0:
         raise ValueError(f"{where}: got no examples (x has shape {tuple(x.shape)})")
-
-
-def check_checkpoint_options(checkpoint, resume):
-    """Refuse bad checkpoint options before training, not after the first epoch."""
-    if checkpoint is None:
-        if resume:
-            raise ValueError("fit: resume=True needs checkpoint=path (the file to resume from)")
-        return
-    if not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"fit: expected checkpoint to be a file path, got {type(checkpoint).__name__}")
-    folder = os.path.dirname(os.path.abspath(checkpoint))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"fit: the folder of checkpoint {os.fspath(checkpoint)} does not exist: {folder}")

@@ -48,6 +48,11 @@ def add_arguments(p):
     p.add_argument("--val-size", type=int, default=5000, help="training examples held out for validation (default 5000)")
     p.add_argument("--data-dir", default=None, help="dataset cache (default $TINYNET_DATA or ~/.cache/tinynet)")
     p.add_argument("--save", metavar="PATH", default=None, help="write weights to PATH.npz and history to PATH.json")
+    p.add_argument("--plot", metavar="DIR", default=None,
+                   help="write DIR/curves.png (loss and accuracy per epoch) and DIR/layers.png (per-layer statistics); "
+                        "needs matplotlib: pip install 'tinynet[plot]' (from a clone: pip install -e '.[plot]')")
+    p.add_argument("--inspect-every", type=int, default=None, metavar="K",
+                   help="record per-layer statistics every K steps into the history (default 50 with --plot)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table, only the final line")
     p.add_argument("--fast", action="store_true",
                    help="opt into tinynet.speed: fused kernels (C on the CPU, CUDA on a GPU) replace the plain code")
@@ -66,6 +71,12 @@ def describe_path(args):
 
 def run(args):
     hidden = hidden_sizes(args.hidden)
+    if args.plot is not None:  # before the data and the training, not after them
+        from ..plots import require_matplotlib
+
+        require_matplotlib("--plot")
+        if args.inspect_every is None:
+            args.inspect_every = 50
     if args.epochs is None:
         args.epochs = 5 if args.model == "cnn" else 8
     (x_train, y_train), (x_test, y_test) = LOADERS[args.dataset](args.data_dir)
@@ -103,7 +114,8 @@ def run(args):
     schedule = None if args.constant_lr else cosine_schedule(optimizer.lr, args.epochs)
     start = time.perf_counter()
     history = fit(model, loss, optimizer, x_train, y_train, args.epochs, args.batch_size,
-                  validation=validation, rng=rng, progress=not args.quiet, lr_schedule=schedule, fast=args.fast)
+                  validation=validation, rng=rng, progress=not args.quiet, lr_schedule=schedule, fast=args.fast,
+                  inspect_every=args.inspect_every)
     test = evaluate(model, loss, x_test, y_test)
     if args.save:
         base = args.save[:-4] if args.save.endswith(".npz") else args.save
@@ -111,5 +123,9 @@ def run(args):
         np.savez(base + ".npz", **model.state_dict())
         history.to_json(base + ".json")
         print(f"saved {base}.npz and {base}.json")
+    if args.plot is not None:
+        from ..plots import save_run_plots
+
+        print("wrote " + " and ".join(save_run_plots(history, args.plot)))
     print(f"test accuracy {100 * test.accuracy:.2f}%  (test loss {test.loss:.4f}, {args.epochs} epochs, "
           f"{sum(history.seconds) / len(history.seconds):.2f} s/epoch, {time.perf_counter() - start:.1f} s in all)")

@@ -20,15 +20,5 @@ def __getattr__(name):
     return value
 
 
-__all__ = [
-    "read_idx",
-    "write_idx",
-    "load_mnist",
-    "load_fashion_mnist",
-    "data_home",
-    "DatasetUnavailableError",
-    "images_to_nchw",
-    "images_to_features",
-    "minibatches",
-    "split_validation",
-]
+__all__ = ["read_idx", "write_idx", "load_mnist", "load_fashion_mnist", "data_home", "DatasetUnavailableError",
+           "images_to_nchw", "images_to_features", "minibatches", "split_validation"]

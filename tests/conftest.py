@@ -137,3 +137,21 @@ def accelerate_on_construction():
                 setattr(owner, name, original)
 
     return unwrap
+
+
+# -- why tests were skipped ----------------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After the run, the skip reasons grouped with a count each (``make test`` said only "99 skipped")."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    terminalreporter.write_sep("-", f"{len(skipped)} skipped, by reason")
+    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{count:>5}  {reason}")

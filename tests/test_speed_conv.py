@@ -155,3 +155,28 @@ def test_the_cnn_trains_the_same_with_and_without_the_fast_path():
             opt.step()
         losses.append(run_losses)
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-10)
+
+
+def test_an_output_the_caller_holds_is_never_reused():
+    rng = np.random.default_rng(0)
+    layers = [tn.Conv2d(2, 3, 3, rng=rng), tn.BatchNorm2d(2), tn.MaxPool2d(2)]
+    for layer in layers:
+        speed.accelerate(layer)
+        x = rng.standard_normal((2, 2, 6, 6)).astype(np.float32)
+        held = layer(x)
+        kept = held.copy()
+        dy = np.ones_like(held)
+        held_dx = layer.backward(dy)
+        kept_dx = held_dx.copy()
+        y2 = layer(2 * x + 1)  # a second step while the first step's arrays are still held
+        layer.backward(np.ones_like(y2))
+        np.testing.assert_array_equal(held, kept)
+        np.testing.assert_array_equal(held_dx, kept_dx)
+        del held, held_dx, y2
+        first = layer(x)  # nothing holds the arrays now: the memory comes back
+        layer.backward(np.ones_like(first))
+        address = first.ctypes.data
+        del first
+        again = layer(x)
+        layer.backward(np.ones_like(again))
+        assert again.ctypes.data == address

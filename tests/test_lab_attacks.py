@@ -15,14 +15,15 @@ import pytest
 from tinynet import grading
 
 ATTACKS = sorted((Path(__file__).parent / "labs_attacks").glob("lab*_*.py"))
-HANGS = {"lab1_infinite_loop.py", "lab1_hang_in_forward.py"}
+HANGS = {"lab1_infinite_loop.py", "lab1_hang_in_forward.py", "lab7_hang.py"}
 # a flawed but honest file: it passes the items its flaw does not touch
 PARTIAL = {"lab1_bias_first_five.py": {"linear_backward_params"},
            "lab1_mutates_dy.py": {"linear_backward_dx", "relu"},
            "lab1_float16.py": {"linear_forward", "linear_backward_dx", "linear_backward_params", "relu"},
            "lab1_os_exit.py": {"linear_backward_dx", "linear_backward_params", "relu", "gradcheck"},
            "lab5_identity_named_leaky.py": {"forward", "backward"},
-           "lab6_lookup_table.py": {"gradient", "trains"}}
+           "lab6_lookup_table.py": {"gradient", "trains"},
+           "lab7_pool_grad_to_all.py": {"maxpool", "gradcheck"}}
 
 
 def lab_of(path):
@@ -49,3 +50,39 @@ def test_an_attack_through_the_command_line_exits_1_and_prints_no_pass(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "lab complete" not in result.stdout and "PASS" not in result.stdout
     assert "0/7 items pass." in result.stdout
+
+
+def attack(name):
+    return Path(__file__).parent / "labs_attacks" / name
+
+
+def test_lab7_tinynets_conv_is_refused_for_the_reason_that_applies():
+    """Imported, subclassed or loaded from disk, tinynet's Conv2d and MaxPool2d do not serve lab 7."""
+    reasons = {"lab7_tinynet_imports.py": "tinynet's Conv2d is not available while grading lab 7",
+               "lab7_subclass_tinynet.py": "tinynet's Conv2d is not available while grading lab 7",
+               "lab7_importlib.py": "is not allowed while grading",
+               "lab7_subclass_original.py": "tinynet's Conv2d.forward is not available while grading lab 7"}
+    for name, reason in reasons.items():
+        report = grading.grade(7, file=attack(name))
+        assert report.score == 0 and reason in report.results[0].message, (name, report.format())
+
+
+def test_lab7_pooling_gradient_to_every_element_gets_its_hint():
+    report = grading.grade(7, file=attack("lab7_pool_grad_to_all.py"))
+    assert report.result("maxpool").hint == "pool_grad_to_all", report.format()
+    assert report.result("conv_forward").passed and report.result("conv_backward_dx").passed
+
+
+def test_lab4_a_class_without_backward_is_told_to_define_it():
+    result = grading.grade(4, file=attack("lab4_no_backward.py")).result("backward_dx")
+    assert not result.passed
+    assert "does not define backward" in result.message and "probes" not in result.message, result.message
+    assert "asks your BatchNorm class to define backward itself" in result.message, result.message
+
+
+def test_lab7_sys_exit_and_a_hang_fail_for_what_they_did(monkeypatch):
+    report = grading.grade(7, file=attack("lab7_sys_exit.py"))
+    assert report.score == 0 and all("sys.exit(0)" in r.message for r in report.results), report.format()
+    monkeypatch.setenv("TINYNET_LAB_TIME_SCALE", "0.2")
+    report = grading.grade(7, file=attack("lab7_hang.py"), only=["conv_forward", "maxpool"])
+    assert report.score == 0 and all("timed out" in r.message for r in report.results), report.format()

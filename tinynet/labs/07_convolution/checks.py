@@ -11,7 +11,8 @@ names the mistake.
 
 import numpy as np
 
-from tinynet.grading import Checks, Fail, as_array, expect_close, expect_dtype, expect_unchanged, gradient_check
+from tinynet.grading import (Checks, Fail, as_array, expect_close, expect_dtype, expect_unchanged, gradient_check,
+                             is_close)
 
 CHECKS = Checks(7, "A convolution from scratch: Conv2d (im2col, col2im) and MaxPool2d", time_limit=60)
 
@@ -313,33 +314,41 @@ def maxpool(student):
                      mistakes=[("pool_grad_to_all", to_all), ("pool_grad_to_all", averaged)])
 
 
-@CHECKS.item("float32 in, float32 out: y, dx and the gradients keep the dtype")
+@CHECKS.item("float32 in, float32 out: y, dx and the gradients keep the dtype (and are right to float32 precision)")
 def dtypes(student):
     rng = student.rng
     config, x, params, dy = conv_case(rng, odd(rng), 3, 3, 2, 1, np.float32)
     out = student.run("conv", config=config, x=x, params=params, dy=dy)
     grads = out.get("grads") or {}
-    expect_dtype("Conv2d y", out["y"], np.float32)
-    expect_dtype("Conv2d dx", out["dx"], np.float32)
-    expect_dtype("Conv2d weight.grad", grads.get("weight"), np.float32)
-    expect_dtype("Conv2d bias.grad", grads.get("bias"), np.float32)
+    want = conv_grads(x, params["weight"], dy, 2, 1)
+    for what, got, right in (("Conv2d y", out["y"], conv_y(x, params["weight"], params["bias"], 2, 1)),
+                             ("Conv2d dx", out["dx"], want[0]), ("Conv2d weight.grad", grads.get("weight"), want[1]),
+                             ("Conv2d bias.grad", grads.get("bias"), want[2])):
+        expect_dtype(what, got, np.float32)
+        expect_close(f"{what} (float32)", got, right)
     config, x, dy = pool_case(rng, 3, 2, 2, None, np.float32)
     out = student.run("maxpool", config=config, x=x, dy=dy)
-    expect_dtype("MaxPool2d y", out["y"], np.float32)
-    expect_dtype("MaxPool2d dx", out["dx"], np.float32)
+    for what, got, right in (("MaxPool2d y", out["y"], pool_y(x, 2, 2)), ("MaxPool2d dx", out["dx"],
+                                                                         pool_grads(x, dy, 2, 2)[0])):
+        expect_dtype(what, got, np.float32)
+        expect_close(f"{what} (float32)", got, right)
 
 
-@CHECKS.item("gradcheck: your backward agrees with central differences of your forward (float64)", timeout=20)
+@CHECKS.item("gradcheck: your backward agrees with central differences of your (right) forward, float64", timeout=20)
 def gradcheck(student):
     rng = student.rng
     config, x, params, _ = conv_case(rng, 2, 2, 3, 2, 1, np.float64)
     x = x[:, :, :5, :6].copy()  # small: every entry is nudged both ways
     ho, wo = out_size(5, 3, 2, 1), out_size(6, 3, 2, 1)
     r = rng.standard_normal((2, config["out_channels"], ho, wo))
+    forward_first(student.run("conv", config=config, x=x, params=params)["y"], config, x, params)  # a right forward
     checked = gradient_check(student, "conv", "conv_forwards", config, x, params, r, "Conv2d")
     config, x, _ = pool_case(rng, 2, 2, 3, 2, np.float64)
     x = distinct(rng, (2, 2, 5, 7))
     r = rng.standard_normal((2, 2, out_size(5, 3, 2), out_size(7, 3, 2)))
+    if not is_close(as_array("MaxPool2d y", student.run("maxpool", config=config, x=x)["y"]), pool_y(x, 3, 2)):
+        raise Fail("the MaxPool2d forward output is already wrong (see the MaxPool2d item): the gradient check is "
+                   "of a right forward, so fix forward first")
     gradient_check(student, "maxpool", "maxpool_forwards", config, x, {}, r, "MaxPool2d")
     return ("checked with float64 central differences: Conv2d, stride 2, padding 1 (" + ", ".join(checked)
             + "), MaxPool2d(3, stride=2) (input)")

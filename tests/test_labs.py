@@ -831,3 +831,20 @@ def test_lab7_grades_within_15_seconds_and_blocks_tinynets_conv():
     assert report.passed and report.seconds <= 15, report.format()
     probes = grading.get_lab(7).checks().probes_module()
     assert {"Conv2d", "MaxPool2d", "AvgPool2d"} <= set(probes.BLOCK)
+
+
+def test_package_data_ships_every_file_of_the_labs():
+    """An installed (non-editable) tinynet grades from its own copy of tinynet/labs: setup.cfg's
+    package_data globs, expanded as setuptools does, must cover every file there."""
+    import configparser
+    from pathlib import Path
+
+    root = Path(grading.__file__).resolve().parent.parent  # the tinynet package
+    config = configparser.ConfigParser()
+    config.read(root.parent / "setup.cfg")
+    globs = [g.strip() for g in config["options.package_data"]["tinynet"].replace("\n", ",").split(",") if g.strip()]
+    shipped = {p for g in globs for p in root.glob(g) if p.is_file()}
+    present = {p for p in (root / "labs").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    assert present and not present - shipped, sorted(str(p.relative_to(root)) for p in present - shipped)
+    assert {lab.folder for lab in grading.find_labs(root / "labs")} >= {"07_convolution"}

@@ -30,7 +30,9 @@ needs_gxx = pytest.mark.skipif(not cuda_cpu.available(), reason="the CPU emulati
 
 def test_cupy_implementations_cover_the_hot_classes_and_nothing_else():
     on_cupy = {cls for cls, backend in FUSED if backend == "cupy"}
-    assert on_cupy == {tn.ReLU, tn.BatchNorm, tn.Linear, tn.Dropout, tn.SoftmaxCrossEntropy, tn.SGD}
+    from tinynet.nonfinite import NonFiniteGuard
+
+    assert on_cupy == {tn.ReLU, tn.BatchNorm, tn.Linear, tn.Dropout, tn.SoftmaxCrossEntropy, tn.SGD, NonFiniteGuard}
     for (cls, backend), implementation in FUSED.items():
         assert issubclass(implementation, speed.Fused)
         assert set(implementation.methods) <= set(dir(cls)), implementation  # it replaces methods the class has

@@ -9,6 +9,8 @@ stride misapplied, the pooling gradient sent to every element) are computed too,
 names the mistake.
 """
 
+import time
+
 import numpy as np
 
 from tinynet.grading import (Checks, Fail, as_array, expect_close, expect_dtype, expect_unchanged, gradient_check,
@@ -332,6 +334,38 @@ def dtypes(student):
                                                                          pool_grads(x, dy, 2, 2)[0])):
         expect_dtype(what, got, np.float32)
         expect_close(f"{what} (float32)", got, right)
+
+
+SLOWER_LIMIT = 25.0  # a vectorised im2col is within a few times the grader's; a loop over pixels is 100x and more
+
+
+@CHECKS.item("speed: your Conv2d (forward + backward) is vectorised, within 25x of the grader's im2col in your process",
+             timeout=20)
+def speed(student):
+    rng = student.rng
+    config = {"in_channels": 4, "out_channels": 8, "kernel_size": 3, "stride": 1, "padding": 1, "bias": True,
+              "dtype": "float32"}
+    x = rng.standard_normal((8, 4, 16, 16)).astype(np.float32)
+    params = {"weight": rng.standard_normal((8, 4, 3, 3)).astype(np.float32),
+              "bias": rng.standard_normal(8).astype(np.float32)}
+    dy = rng.standard_normal((8, 8, 16, 16)).astype(np.float32)
+    start = time.perf_counter()
+    out = student.run("timing", config=config, x=x, params=params, dy=dy, repeats=5)
+    wall = time.perf_counter() - start
+    forward_first(out["y"], config, x, params)  # a fast wrong answer does not count
+    expect_close("dx (N=8, C=4, 16 x 16, O=8, kernel 3, padding 1, float32)", out["dx"],
+                 conv_grads(x, params["weight"], dy, 1, 1)[0], mistakes=dx_mistakes(x, params["weight"], dy, 1, 1))
+    baseline, yours = float(out["baseline"]), float(out["yours"])
+    if not (0 < baseline and 0 < yours and float(out["total"]) <= wall):
+        raise Fail(f"the timings from your process are impossible ({baseline!r}, {yours!r} s, "
+                   f"{float(out['total']):.3f} s in all, in a call that took {wall:.3f} s)")
+    row = (f"forward + backward, N=8, C=4, 16 x 16, O=8, kernel 3, float32: the grader's im2col "
+           f"{1e3 * baseline:.2f} ms, yours {1e3 * yours:.2f} ms ({yours / baseline:.1f}x)")
+    if yours > SLOWER_LIMIT * baseline:
+        raise Fail(f"{row}: more than {SLOWER_LIMIT:g}x slower. Loop over the k*k kernel taps (strided slices of "
+                   "the whole batch), not over images, channels or pixels: im2col makes the convolution one "
+                   "matrix product.")
+    return row
 
 
 @CHECKS.item("gradcheck: your backward agrees with central differences of your (right) forward, float64", timeout=20)

@@ -63,3 +63,47 @@ def maxpool(sub, config, x, dy=None, params=None, grads=None):
 
 def maxpool_forwards(sub, config, points):
     return forwards(lambda: make_maxpool(sub, **config), points)
+
+
+def _baseline(x, weight, bias, dy, stride, padding):
+    """The grader's own im2col forward and col2im backward (plain NumPy), the yardstick of the timing."""
+    n, c, h, w = x.shape
+    o, _, k, _ = weight.shape
+    s, p = stride, padding
+    ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    xpad = np.zeros((n, c, h + 2 * p, w + 2 * p), x.dtype)
+    xpad[:, :, p:p + h, p:p + w] = x
+    cols = np.empty((n, ho, wo, c, k, k), x.dtype)
+    for a in range(k):
+        for b in range(k):
+            cols[..., a, b] = xpad[:, :, a:a + s * (ho - 1) + 1:s, b:b + s * (wo - 1) + 1:s].transpose(0, 2, 3, 1)
+    cols = cols.reshape(n * ho * wo, -1)
+    wmat = weight.reshape(o, -1)
+    y = (cols @ wmat.T + bias).reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+    rows = dy.transpose(0, 2, 3, 1).reshape(-1, o)
+    dweight = rows.T @ cols
+    dcols = (rows @ wmat).reshape(n, ho, wo, c, k, k)
+    dxpad = np.zeros_like(xpad)
+    for a in range(k):
+        for b in range(k):
+            dxpad[:, :, a:a + s * (ho - 1) + 1:s, b:b + s * (wo - 1) + 1:s] += dcols[..., a, b].transpose(0, 3, 1, 2)
+    return y, dxpad[:, :, p:p + h, p:p + w], dweight, rows.sum(axis=0)
+
+
+def timing(sub, config, x, params, dy, repeats):
+    """The student's forward + backward and the grader's im2col, interleaved, fastest of each; and
+    what the student's layer returned on the last run (the grader checks it)."""
+    import time
+
+    layer = make_conv(sub, **config)
+    best = {"baseline": float("inf"), "yours": float("inf")}
+    total, out = 0.0, None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _baseline(x, params["weight"], params["bias"], dy, config["stride"], config["padding"])
+        middle = time.perf_counter()
+        out = drive(layer, x, dy, params)
+        stop = time.perf_counter()
+        best["baseline"], best["yours"] = min(best["baseline"], middle - start), min(best["yours"], stop - middle)
+        total += stop - start
+    return {"baseline": best["baseline"], "yours": best["yours"], "total": total, "y": out["y"], "dx": out["dx"]}

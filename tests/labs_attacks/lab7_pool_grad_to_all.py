@@ -21,7 +21,8 @@ class Conv2d(Layer):
         cols = np.empty((n, ho, wo, c, k, k), x.dtype)
         for a in range(k):
             for b in range(k):
-                cols[:, :, :, :, a, b] = xpad[:, :, a:a + s * (ho - 1) + 1:s, b:b + s * (wo - 1) + 1:s].transpose(0, 2, 3, 1)
+                window_tap = xpad[:, :, a:a + s * (ho - 1) + 1:s, b:b + s * (wo - 1) + 1:s]
+                cols[:, :, :, :, a, b] = window_tap.transpose(0, 2, 3, 1)
         cols = cols.reshape(n * ho * wo, -1)
         y = cols @ self.weight.data.reshape(self.o, -1).T
         if self.bias is not None:
@@ -40,7 +41,8 @@ class Conv2d(Layer):
         dxpad = np.zeros(shape, dy.dtype)
         for a in range(k):
             for b in range(k):
-                dxpad[:, :, a:a + s * (ho - 1) + 1:s, b:b + s * (wo - 1) + 1:s] += dcols[..., a, b].transpose(0, 3, 1, 2)
+                dxpad[:, :, a:a + s * (ho - 1) + 1:s, b:b + s * (wo - 1) + 1:s] += \
+                    dcols[..., a, b].transpose(0, 3, 1, 2)
         return dxpad[:, :, p:shape[2] - p, p:shape[3] - p]
 
 

@@ -166,7 +166,8 @@ def conv_case(rng, m, c, k, s, p, dtype, bias=True):
 def describe(config, x):
     n, c, h, w = x.shape
     return (f"N={n}, C={c}, H={h}, W={w}, O={config['out_channels']}, kernel {config['kernel_size']}, stride "
-            f"{config['stride']}, padding {config['padding']}, {x.dtype.name}" + ("" if config["bias"] else ", bias=False"))
+            f"{config['stride']}, padding {config['padding']}, {x.dtype.name}"
+            + ("" if config["bias"] else ", bias=False"))
 
 
 def distinct(rng, shape, dtype=np.float64):
@@ -258,7 +259,8 @@ def conv_backward_dx(student):
         expect_unchanged("x (Conv2d's input, after backward)", out["x"], x)
         s, p = config["stride"], config["padding"]
         want = conv_grads(x, params["weight"], dy, s, p)[0]
-        expect_close(f"dx for {describe(config, x)}", out["dx"], want, mistakes=dx_mistakes(x, params["weight"], dy, s, p))
+        expect_close(f"dx for {describe(config, x)}", out["dx"], want,
+                     mistakes=dx_mistakes(x, params["weight"], dy, s, p))
 
 
 @CHECKS.item("Conv2d.backward: weight.grad = sum over n, i, j of dy * window, bias.grad = dy.sum(axis=(0, 2, 3))")

@@ -14,6 +14,7 @@ help:
 	@echo "make compare train with and without BatchNorm (Ioffe & Szegedy's Figure 1): plots and report in runs/compare"
 	@echo "make lab N=1 grade course lab 1 (labs/01_*/student.py) offline, with hints; labs-selfcheck checks all labs"
 	@echo "make bench   tinynet vs PyTorch CPU on the MNIST MLP: s/epoch, ratio, GFLOP/s, peak RSS (installs torch==2.13.0)"
+	@echo "make bench-cnn  the LeNet-style CNN: tinynet plain and --fast vs PyTorch CPU, s/epoch and ratios"
 	@echo "make profile where a CPU training step goes: tinynet's parts beside PyTorch's operators, us per step"
 	@echo "make gpu-check  on a GPU machine: tests on CuPy, MNIST to 98 %, tinynet-cupy vs PyTorch (docs/gpu.md)"
 	@echo "             (pass options with ARGS=..., e.g. make train ARGS='--epochs 3 --no-batchnorm')"
@@ -83,6 +84,12 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/bench_cpu.py $(ARGS)
+
+# bench-cnn: tinynet's CNN (plain, and the opt-in tinynet.speed) against PyTorch CPU, same weights and
+# batches, alternated rounds (benchmarks/README.md, "The CNN"). Installs the `bench` extra.
+.PHONY: bench-cnn
+bench-cnn: $(VENV)/.installed-bench
+	$(PY) benchmarks/bench_cnn.py $(ARGS)
 
 profile: $(VENV)/.installed-bench
 	$(PY) benchmarks/step_profile.py $(ARGS)

@@ -116,7 +116,17 @@ void NAME(cnp_to_nchw)(const T* restrict src, ptrdiff_t n, ptrdiff_t o, ptrdiff_
         }
 }
 
-// (n, o, hw) -> (o, n, hw): dy laid out as the product wants it
+// (n, o, hw) -> (n*hw, o): dy as rows, for the weight gradient's product (cols @ rows)
+void NAME(nchw_to_rows)(const T* restrict dy, ptrdiff_t n, ptrdiff_t o, ptrdiff_t hw, T* restrict rows) {
+    for (ptrdiff_t img = 0; img < n; ++img)
+        for (ptrdiff_t ch = 0; ch < o; ++ch) {
+            const T* restrict from = dy + (img * o + ch) * hw;
+            T* restrict to = rows + img * hw * o + ch;
+            for (ptrdiff_t p = 0; p < hw; ++p) to[p * o] = from[p];
+        }
+}
+
+// (n, o, hw) -> (o, n, hw): dy laid out for the column gradient's product (weight.T @ dy_t)
 void NAME(nchw_to_cnp)(const T* restrict dy, ptrdiff_t n, ptrdiff_t o, ptrdiff_t hw, T* restrict dst) {
     for (ptrdiff_t img = 0; img < n; ++img)
         for (ptrdiff_t ch = 0; ch < o; ++ch) {
@@ -247,6 +257,7 @@ SIGNATURES = {
     "col2im": ([_P] + [_L] * 12 + [_P], None),
     "cnp_to_nchw": ([_P, _L, _L, _L, _P, _P], None),
     "nchw_to_cnp": ([_P, _L, _L, _L, _P], None),
+    "nchw_to_rows": ([_P, _L, _L, _L, _P], None),
     "bn2d_forward": ([_P, _L, _L, _L, _P, _P, "T", _P, _P, _P, _P], None),
     "bn2d_backward": ([_P, _P, _L, _L, _L, _P, _P, _P, _P, _P, _P], None),
     "maxpool_forward": ([_P] + [_L] * 9 + [_P, _P], None),
@@ -409,17 +420,19 @@ class CpuConv2d(_OnCpu):
         check_grad(layer, dy, (n, o, ho, wo))
         dy = np.ascontiguousarray(dy)
         weight = layer.weight.data.reshape(o, k)
-        dweight = np.zeros((o, k), dtype)
+        dweight_t = np.zeros((k, o), dtype)  # dL/dweight, transposed: cols @ rows is OpenBLAS's faster form
         dx = _unshared(self, "dx", (n, c, h, w), dtype) if layer.input_grad else None
         for start, b in self._chunks(n, k, ho * wo):
             cols = self._columns(x, start, b, ho, wo)
-            dy_t = _scratch(self, "dy_t", (o, b * ho * wo), dtype)  # (O, b*Ho*Wo)
-            _kernel("nchw_to_cnp", dtype)(_ptr(dy[start:]), b, o, ho * wo, _ptr(dy_t))
-            dweight += dy_t @ cols.T  # (O, C*kh*kw)
+            dy_rows = _scratch(self, "dy_rows", (b * ho * wo, o), dtype)  # (b*Ho*Wo, O)
+            _kernel("nchw_to_rows", dtype)(_ptr(dy[start:]), b, o, ho * wo, _ptr(dy_rows))
+            dweight_t += cols @ dy_rows  # (C*kh*kw, O)
             if dx is not None:
+                dy_t = _scratch(self, "dy_t", (o, b * ho * wo), dtype)  # (O, b*Ho*Wo)
+                _kernel("nchw_to_cnp", dtype)(_ptr(dy[start:]), b, o, ho * wo, _ptr(dy_t))
                 dcols = np.matmul(weight.T, dy_t, out=_scratch(self, "dcols", (k, b * ho * wo), dtype))
                 _kernel("col2im", dtype)(_ptr(dcols), b, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, _ptr(dx[start:]))
-        layer.weight.grad += dweight.reshape(o, c, kh, kw)  # already PyTorch's order
+        layer.weight.grad += dweight_t.T.reshape(o, c, kh, kw)  # PyTorch's order
         if layer.bias is not None:
             layer.bias.grad += dy.sum(axis=(0, 2, 3))
         return dx

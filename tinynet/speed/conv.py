@@ -19,6 +19,10 @@ BatchNorm2d    about six NumPy passes each way, each a new array      3 passes f
 MaxPool2d      k*k strided taps, two NumPy passes per tap             one pass each way
 =============  =====================================================  ===========================
 
+One difference, for inputs the plain code would refuse to train on anyway: a NaN in a pooling
+window wins in the plain code (``numpy.maximum`` propagates it) but only as the window's first
+element here (``>`` is false for NaN); fit's NaN guard stops such a run either way.
+
 Memory is kept per layer instance and reused from step to step: a fresh array of several MB
 costs its page faults on every step, which on a small CPU was a third of the plain step's time.
 Internal scratch (a chunk's im2col columns, the products) is simply kept: nothing outside a

@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 import tinynet as tn  # noqa: E402
 from tinynet.data.batching import images_to_features  # noqa: E402
 from tinynet.nonfinite import finite_step  # noqa: E402
-from tinynet.train import blas_threads, first_layer_skips_input_gradient  # noqa: E402
+from tinynet.train import BlasThreads, first_layer_skips_input_gradient  # noqa: E402
 
 
 IDLE_S = 0.5  # before each framework's turn: the other library's worker threads spin for ~0.2 s
@@ -64,7 +64,7 @@ def tinynet_parts(x, y, batches):
         tinynet.speed.accelerate(model, loss, optimizer)
     # as fit runs: the first Linear skips dL/dx of the data, BLAS threads chosen by problem size
     first_layer_skips_input_gradient(model).__enter__()
-    blas_threads(x, ARGS.batch, model.parameters()).__enter__()
+    BlasThreads(x).__enter__()
 
     def step(rows, check=finite_step, gather=lambda rows: (x[rows], y[rows])):
         xb, yb = gather(rows)

@@ -26,10 +26,8 @@ def main(epochs=5, batch_size=128, seed=0):
     (x_train, y_train), validation = split_validation(x_train, y_train, 5000)
 
     rng = np.random.default_rng(seed)  # weights and batch order both come from here
-    conv1 = tn.Conv2d(1, 16, 5, padding=2, bias=False, rng=rng)
-    conv1.input_grad = False  # it reads the data: nothing needs dL/dx, so backward skips col2im
-    model = tn.Sequential(
-        conv1, tn.BatchNorm2d(16), tn.ReLU(), tn.MaxPool2d(2),
+    model = tn.Sequential(  # fit skips the first Conv2d's dL/dx (col2im): it reads the data
+        tn.Conv2d(1, 16, 5, padding=2, bias=False, rng=rng), tn.BatchNorm2d(16), tn.ReLU(), tn.MaxPool2d(2),
         tn.Conv2d(16, 32, 5, bias=False, rng=rng), tn.BatchNorm2d(32), tn.ReLU(), tn.MaxPool2d(2),
         tn.Flatten(),
         tn.Linear(32 * 5 * 5, 128, bias=False, rng=rng), tn.BatchNorm(128), tn.ReLU(),

@@ -1,16 +1,18 @@
-"""After a failed step: find the first layer whose output or gradient went non-finite.
+"""When something went wrong: the first layer whose output or gradient went non-finite after a
+failed step, and the warning for a training-mode forward where eval mode was meant.
 
-Loaded by :class:`tinynet.nonfinite.NonFiniteGuard` only when a step fails, so the
+Loaded only then (by :class:`tinynet.nonfinite.NonFiniteGuard`, by ``Graph.forward``), so the
 training loop pays for none of it.
 """
 
 import os
+import warnings
 from dataclasses import asdict
 
 import numpy as np
 
 from .backend import get_array_module
-from .graph import Graph
+from .graph import EvalModeWarning, Graph
 from .history import History
 from .nonfinite import NonFiniteError
 
@@ -127,3 +129,21 @@ def watch(layer, context):
                 delattr(layer, attr)
 
     return unwatch
+
+
+def warn_eval_mode_forgotten(graph, after_fit):
+    """Warn once per graph, and only when it has layers that behave differently in training."""
+    if graph.__dict__.get("_warned_eval_mode"):
+        return
+    kinds = sorted({type(m).__name__ for m in graph.modules() if m.differs_in_training})
+    if kinds:
+        graph._warned_eval_mode = True
+        what = ("ran in training mode after fit" if after_fit
+                else "ran again in training mode with no backward after the previous one")
+        changed = (f"; {'this' if after_fit else 'that'} forward changed the running statistics (running_mean, "
+                   "running_var) with data the model was not fitting") if any("BatchNorm" in k for k in kinds) else ""
+        warnings.warn(
+            f"{graph.name_for_errors()}: forward {what}, and the model has {' and '.join(kinds)}, which behave "
+            f"differently in training{changed}. If you are evaluating or predicting, call model.eval() first "
+            "(tinynet.evaluate does it for you) and model.train() before training again (which also silences this).",
+            EvalModeWarning, stacklevel=3)

@@ -10,7 +10,7 @@
 Inputs of a node must exist before it is added, so insertion order is a topological order.
 """
 
-import warnings
+import importlib
 
 from .layer import Layer, check_finite
 
@@ -114,7 +114,7 @@ class Graph(Layer):
         # and the first training forward after fit returned (fit sets the flag; train() and eval() clear it)
         previous, after_fit = self._unbacked_inputs, self.training and self.__dict__.pop("_fit_ended", False)
         if after_fit or (self.training and previous is not None and any(a is not b for a, b in zip(previous, xs))):
-            self._warn_eval_mode_forgotten(after_fit)
+            importlib.import_module("tinynet.diagnose").warn_eval_mode_forgotten(self, after_fit)
         values = dict(zip(self._inputs, xs))
         for node in self._layer_nodes:
             out = node.layer(*[values[i] for i in node.inputs])
@@ -122,23 +122,6 @@ class Graph(Layer):
             values[node] = out
         self._unbacked_inputs = xs if self.training else None
         return values[self._output]
-
-    def _warn_eval_mode_forgotten(self, after_fit):
-        """Warn once per graph, and only when it has layers that behave differently in training."""
-        if self.__dict__.get("_warned_eval_mode"):
-            return
-        kinds = sorted({type(m).__name__ for m in self.modules() if m.differs_in_training})
-        if kinds:
-            self._warned_eval_mode = True
-            what = ("ran in training mode after fit" if after_fit
-                    else "ran again in training mode with no backward after the previous one")
-            changed = (f"; {'this' if after_fit else 'that'} forward changed the running statistics (running_mean, "
-                       "running_var) with data the model was not fitting") if any("BatchNorm" in k for k in kinds) else ""
-            warnings.warn(
-                f"{self.name_for_errors()}: forward {what}, and the model has {' and '.join(kinds)}, which behave "
-                f"differently in training{changed}. If you are evaluating or predicting, call model.eval() first "
-                "(tinynet.evaluate does it for you) and model.train() before training again (which also silences this).",
-                EvalModeWarning, stacklevel=3)
 
     def backward(self, dy):
         if self._output is None:

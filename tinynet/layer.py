@@ -234,14 +234,11 @@ def check_input(layer, x, ndim=None, features=None, like=None, axis=-1):
         refuse(TypeError, f"expected a floating-point array, got dtype {dtype} (convert with x.astype(numpy.float32))")
     if ndim is not None and len(shape) != ndim:
         refuse(ValueError, f"expected a {ndim}-D input, got shape {tuple(shape)}")
-    if features is not None and axis in (-1, len(shape) - 1) and shape[-1] != features:
-        refuse(ValueError, f"expected input of shape (N, {features}), got shape {tuple(shape)}")
-    if features is not None and axis not in (-1, len(shape) - 1) and shape[axis] != features:
+    if features is not None and shape[axis] != features:
         expected = ["N"] + ["*"] * (len(shape) - 1)  # (N, 3, *, *): the one size that is checked
         expected[axis] = str(features)
-        names = " on axis 1, the channels" if axis == 1 and len(shape) == 4 else f" on axis {axis}"
-        refuse(ValueError, f"expected input of shape ({', '.join(expected)}), {features}{names}, "
-               f"got shape {tuple(shape)}")
+        what = "" if axis in (-1, len(shape) - 1) else f", {features} on axis {axis}" + (", the channels" * (axis == 1))
+        refuse(ValueError, f"expected input of shape ({', '.join(expected)}){what}, got shape {tuple(shape)}")
     if shape and shape[0] == 0:
         refuse(ValueError, f"got an empty batch, shape {tuple(shape)}")
     if like is None:

@@ -21,7 +21,7 @@ from .data.batching import minibatches
 from .graph import Graph
 from .history import History
 from .layer import Layer, check_finite, check_positive_int, check_rng
-from .layers import BatchNorm, Linear
+from .layers import BatchNorm
 from .nonfinite import NonFiniteGuard
 
 
@@ -128,8 +128,9 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     if min_batch == 2 and len(x) % batch_size == 1:
         warnings.warn(f"fit: {len(x)} examples in batches of {batch_size} leave a last batch of one, which BatchNorm "
                       "cannot normalise; it is left out of every epoch (a different batch_size keeps it)", stacklevel=2)
-    with blas_threads(x, batch_size, params), first_layer_skips_input_gradient(model):
+    with BlasThreads(x) as threads, first_layer_skips_input_gradient(model):
         for epoch in range(first_epoch, epochs + 1):
+            threads.adjust()  # every core, unless other processes took some during the last epoch
             model.train()
             if lr_schedule is not None:
                 optimizer.lr = float(lr_schedule(epoch - 1))
@@ -201,12 +202,13 @@ def pending_backward_kept(model, loss):
 
 @contextlib.contextmanager
 def first_layer_skips_input_gradient(model):
-    """A Linear that alone reads the model's input has no one to pass dL/dx to in fit: its
-    backward skips that product (the largest of its three), as PyTorch does for data."""
-    readers = [model] if isinstance(model, Linear) else []
+    """A layer that alone reads the model's input has no one to pass dL/dx to in fit. Layers that can
+    skip it say so with an ``input_grad`` flag (Linear, Conv2d: their largest product, or col2im);
+    fit turns it off for the fit, as PyTorch skips the gradient of data."""
+    readers = [model] if hasattr(type(model), "input_grad") else []
     for source in model.inputs if isinstance(model, Graph) else ():
         users = [node for node in model.nodes if source in node.inputs]
-        if len(users) == 1 and users[0].inputs == (source,) and isinstance(users[0].layer, Linear):
+        if len(users) == 1 and users[0].inputs == (source,) and hasattr(type(users[0].layer), "input_grad"):
             readers.append(users[0].layer)
     before = [layer.input_grad for layer in readers]
     for layer in readers:
@@ -218,25 +220,47 @@ def first_layer_skips_input_gradient(model):
             layer.input_grad = value
 
 
-def blas_threads(x, batch_size, params):
-    """Limit NumPy's BLAS to one thread when the step's matrix products are small.
+class BlasThreads:
+    """NumPy's BLAS threads, chosen again before each epoch: every core but those that other processes
+    kept busy during the last one (read from /proc/stat; elsewhere, every core).
 
-    OpenBLAS wakes one spinning thread per core for every product: for small ones that costs
-    more than it saves on a quiet machine, and beside another busy process it slowed a step
-    several times over (benchmarks/README.md). Larger products keep every core.
+    OpenBLAS wakes one spinning thread per core for every product: beside one busy process, two
+    threads made a step of the default MLP 8-24x slower, while on a quiet machine they are 1.1-1.7x
+    faster than one (benchmarks/README.md). ``with BlasThreads(x) as threads:``, then
+    ``threads.adjust()`` between epochs.
     """
-    if backend_name(x) != "numpy":
-        return contextlib.nullcontext()
-    widest = max((int(np.prod(p.data.shape)) for p in params), default=0)
-    if batch_size * widest >= ONE_THREAD_BELOW:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+
+    def __init__(self, x):
+        self.on = backend_name(x) == "numpy" and os.path.exists("/proc/stat")
+        self.limit, self.mark = None, None
+
+    def __enter__(self):
+        return self
+
+    def adjust(self):
+        now = cpu_seconds() if self.on else None
+        if now is None or (self.mark is not None and now[2] - self.mark[2] < 1):  # too short to tell: as before
+            return
+        if self.mark is None:  # before the first epoch: the load average of the last minute
+            busy_elsewhere = os.getloadavg()[0]
+        else:  # CPU seconds of every process minus ours, per second, since the last call
+            busy_elsewhere = ((now[0] - self.mark[0]) - (now[1] - self.mark[1])) / (now[2] - self.mark[2])
+        self.mark = now
+        self.__exit__()
+        self.limit = threadpool_limits(max(1, round(os.cpu_count() - busy_elsewhere)), user_api="blas")
+
+    def __exit__(self, *exc):
+        if self.limit is not None:
+            self.limit.restore_original_limits()
+            self.limit = None
 
 
-# multiply-adds of the largest product (batch x weight size) below which one BLAS thread is faster:
-# (256, 128) has 26 million and ran 8x slower with two threads beside a busy process; (1024, 1024)
-# has 820 million and gains from every core (benchmarks/README.md)
-ONE_THREAD_BELOW = 100_000_000
+def cpu_seconds():
+    """(CPU seconds every process on this machine has used, those this process has used, wall seconds)."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]  # the "cpu" line: user nice system idle iowait ...
+    mine = os.times()
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK"), mine.user + mine.system, time.perf_counter()
 
 
 class Progress:

@@ -20,7 +20,7 @@ from ..study import PRESETS, StudyConfig, run_study
 from ..study.outputs import write_data, write_report
 from ..study.plots import write_plots
 
-LOADERS = {"mnist": load_mnist, "fashion": load_fashion_mnist}
+LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "fashion": load_fashion_mnist}  # fashion: short name
 
 
 def number_list(option):

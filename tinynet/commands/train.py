@@ -18,7 +18,7 @@ from ..optim import SGD, Adam
 from ..schedules import cosine_schedule
 from ..train import evaluate, fit
 
-LOADERS = {"mnist": load_mnist, "fashion": load_fashion_mnist}
+LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "fashion": load_fashion_mnist}  # fashion: short name
 
 
 def hidden_sizes(text):
@@ -95,7 +95,6 @@ def run(args):
     if args.model == "cnn":
         model = cnn(x_train.shape[1:], classes, batchnorm=not args.no_batchnorm, bn_gradient=args.bn_gradient,
                     rng=rng).to(args.backend)
-        model[0].input_grad = False  # the first Conv2d reads the data: nothing needs its dL/dx
     else:
         model = mlp([x_train.shape[1], *hidden, classes], batchnorm=not args.no_batchnorm,
                     bn_gradient=args.bn_gradient, rng=rng).to(args.backend)

@@ -23,7 +23,7 @@ from ..layers import Linear, ReLU, Sigmoid, Tanh
 from ..losses import SoftmaxCrossEntropy
 from ..models import mlp
 from ..optim import SGD
-from ..train import blas_threads, first_layer_skips_input_gradient
+from ..train import BlasThreads, first_layer_skips_input_gradient
 
 PERCENTILES = (15, 50, 85)
 ACTIVATION_LAYERS = (Sigmoid, ReLU, Tanh)
@@ -229,7 +229,7 @@ def train_run(model, data, config, phase, batchnorm, progress=True):
     train_seconds, loss_sum, count = 0.0, 0.0, 0
     model.train()
     # nothing uses dL/dx of the data: the first Linear skips that product, in both runs alike (as fit does)
-    with first_layer_skips_input_gradient(model), blas_threads(x_train, config.batch_size, model.parameters()), \
+    with first_layer_skips_input_gradient(model), BlasThreads(x_train) as threads, \
             tqdm(total=config.steps, desc=label, disable=not progress, leave=False, unit="step") as bar:
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
@@ -251,6 +251,7 @@ def train_run(model, data, config, phase, batchnorm, progress=True):
             if not finite:
                 result.diverged_at = step
                 break
+            threads.adjust()  # BLAS threads: every core, unless other processes took some meanwhile
             start = time.perf_counter()
     result.wall_seconds = time.perf_counter() - began
     return result

@@ -222,7 +222,7 @@ def first_layer_skips_input_gradient(model):
 
 class BlasThreads:
     """NumPy's BLAS threads, chosen again before each epoch: every core but those that other processes
-    kept busy during the last one (read from /proc/stat; elsewhere, every core).
+    kept busy lately (read from /proc/stat; elsewhere, every core).
 
     OpenBLAS wakes one spinning thread per core for every product: beside one busy process, two
     threads made a step of the default MLP 8-24x slower, while on a quiet machine they are 1.1-1.7x
@@ -231,28 +231,37 @@ class BlasThreads:
     """
 
     def __init__(self, x):
-        self.on = backend_name(x) == "numpy" and os.path.exists("/proc/stat")
-        self.limit, self.mark = None, None
+        self.on, self.limit, self.mark = backend_name(x) == "numpy" and os.path.exists("/proc/stat"), None, None
 
     def __enter__(self):
         return self
 
     def adjust(self):
-        now = cpu_seconds() if self.on else None
-        if now is None or (self.mark is not None and now[2] - self.mark[2] < 1):  # too short to tell: as before
-            return
-        if self.mark is None:  # before the first epoch: the load average of the last minute
-            busy_elsewhere = os.getloadavg()[0]
-        else:  # CPU seconds of every process minus ours, per second, since the last call
-            busy_elsewhere = ((now[0] - self.mark[0]) - (now[1] - self.mark[1])) / (now[2] - self.mark[2])
-        self.mark = now
-        self.__exit__()
-        self.limit = threadpool_limits(max(1, round(os.cpu_count() - busy_elsewhere)), user_api="blas")
+        if self.on:
+            if self.mark is None and time.perf_counter() - MACHINE[0] > 10:  # nothing seen lately: look
+                self.mark = cpu_seconds()
+                time.sleep(0.1)
+            self.measure()
+            self.limit = threadpool_limits(max(1, round(os.cpu_count() - MACHINE[1])), user_api="blas")
 
-    def __exit__(self, *exc):
+    def measure(self):
+        """Other processes' CPU seconds per second since the last mark, into MACHINE; release the limit."""
+        now = cpu_seconds()
+        if self.mark is not None and now[2] - self.mark[2] >= 0.1:
+            MACHINE[:] = now[2], ((now[0] - self.mark[0]) - (now[1] - self.mark[1])) / (now[2] - self.mark[2])
+        self.mark = now
         if self.limit is not None:
             self.limit.restore_original_limits()
             self.limit = None
+
+    def __exit__(self, *exc):
+        if self.on:
+            self.measure()  # what the next fit of this process starts from
+
+
+# (when, cores busy elsewhere): what fit last measured of this machine, shared by every fit of the
+# process so that a run of short fits need not look again (a measurement of the machine, no model state)
+MACHINE = [float("-inf"), 0.0]
 
 
 def cpu_seconds():

@@ -94,13 +94,12 @@ class BatchNorm(Layer):
         self.beta.grad += dbeta
         if not batch_stats:  # eval: the statistics are constants, y is affine in x
             return dy * (gamma * inv_std)
-        dxhat = dy * gamma  # (N, C)
         if self.gradient == "paper":
-            return self._backward_paper(dxhat, xc, inv_std)
-        # the simplified form; its two sums are the ones just taken, times gamma:
-        # sum(dxhat) = gamma * dbeta, sum(dxhat * xhat) = gamma * dgamma
+            return self._backward_paper(dy * gamma, xc, inv_std)  # dxhat = dy * gamma
+        # the simplified form, with gamma and 1/m taken into the bracket (docs/batchnorm.md, section 4):
+        # its sums sum(dxhat) = gamma * dbeta and sum(dxhat * xhat) = gamma * dgamma are the ones just taken
         m = dy.shape[0]
-        return inv_std / m * (m * dxhat - gamma * dbeta - xhat * (gamma * dgamma))  # (N, C)
+        return gamma * inv_std * (dy - dbeta / m - xhat * (dgamma / m))  # (N, C)
 
     @staticmethod
     def _backward_paper(dxhat, xc, inv_std):

@@ -10,14 +10,13 @@ speed ring (:mod:`tinynet.speed`) and the applications (labs, commands, the Batc
 study) are never loaded by it.
 """
 
-import importlib
-
 from . import init
 from .backend import get_array_module, to_device, to_numpy
 from .gradcheck import gradcheck
 from .graph import Graph, Node, Sequential
 from .history import History
 from .layer import Layer, Parameter
+from .lazy import on_first_use
 from .layers import BatchNorm, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .losses import MSELoss, SoftmaxCrossEntropy
 from .nonfinite import NonFiniteError
@@ -37,20 +36,7 @@ _ON_FIRST_USE = {
 }
 
 
-def __getattr__(name):
-    if name not in _ON_FIRST_USE:
-        raise AttributeError(f"module 'tinynet' has no attribute {name!r}")
-    where = _ON_FIRST_USE[name]
-    value = importlib.import_module(f".{name}" if where is None else where, __name__)
-    if where is not None:
-        value = getattr(value, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_ON_FIRST_USE))
-
+__getattr__, __dir__ = on_first_use(__name__, _ON_FIRST_USE)
 
 __all__ = [
     "Parameter", "Layer", "Graph", "Node", "Sequential",

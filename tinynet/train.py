@@ -6,6 +6,7 @@ checkpoints, the BLAS thread count — is one call each.
 """
 
 import contextlib
+import ctypes
 import importlib
 import os
 import time
@@ -103,8 +104,7 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
                         fast, cuda_graph)
     params = model.parameters()
     dtype = params[0].data.dtype if params else x.dtype
-    if params:
-        optimizer.to(backend_name(params[0].data))  # its state follows the parameters
+    optimizer.to(backend_name(params[0].data if params else x))  # its state follows the parameters
     x = get_array_module(x).ascontiguousarray(x, dtype=dtype)
     if validation is not None:
         validation = (get_array_module(validation[0]).ascontiguousarray(validation[0], dtype=dtype), validation[1])
@@ -128,6 +128,7 @@ def fit(model, loss, optimizer, x, y, epochs, batch_size, validation=None, rng=N
     if min_batch == 2 and len(x) % batch_size == 1:
         warnings.warn(f"fit: {len(x)} examples in batches of {batch_size} leave a last batch of one, which BatchNorm "
                       "cannot normalise; it is left out of every epoch (a different batch_size keeps it)", stacklevel=2)
+    keep_freed_memory()
     with BlasThreads(x) as threads, first_layer_skips_input_gradient(model):
         for epoch in range(first_epoch, epochs + 1):
             threads.adjust()  # every core, unless other processes took some during the last epoch
@@ -262,6 +263,19 @@ class BlasThreads:
 # (when, cores busy elsewhere): what fit last measured of this machine, shared by every fit of the
 # process so that a run of short fits need not look again (a measurement of the machine, no model state)
 MACHINE = [float("-inf"), 0.0]
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed blocks of up to 32 MB for reuse instead of giving each back to the system.
+
+    Every step allocates fresh arrays of the same sizes; handed back and faulted in again, large ones
+    cost a (1024, 1024) epoch 38 % (benchmarks/README.md). Process-wide and harmless elsewhere
+    (a no-op without glibc); the price is up to 256 MB of freed memory kept by the process.
+    """
+    mallopt = getattr(ctypes.CDLL(None) if os.name == "posix" else None, "mallopt", None)  # glibc only
+    if mallopt is not None:
+        mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks under 32 MB come from the heap, not mmap
+        mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: free heap kept up to 256 MB
 
 
 def cpu_seconds():

@@ -4,8 +4,7 @@
 >>> (x_train, y_train), (x_test, y_test) = load_mnist()  # doctest: +SKIP
 """
 
-import importlib
-
+from ..lazy import on_first_use
 from .batching import images_to_features, images_to_nchw, minibatches, split_validation
 
 # the file formats and the dataset downloads load on first use: a training step needs only batching
@@ -13,12 +12,7 @@ _ON_FIRST_USE = {"read_idx": ".idx", "write_idx": ".idx", "load_mnist": ".mnist"
                  "data_home": ".mnist", "DatasetUnavailableError": ".mnist"}
 
 
-def __getattr__(name):
-    if name not in _ON_FIRST_USE:
-        raise AttributeError(f"module 'tinynet.data' has no attribute {name!r}")
-    value = globals()[name] = getattr(importlib.import_module(_ON_FIRST_USE[name], __name__), name)
-    return value
-
+__getattr__, __dir__ = on_first_use(__name__, _ON_FIRST_USE)
 
 __all__ = ["read_idx", "write_idx", "load_mnist", "load_fashion_mnist", "data_home", "DatasetUnavailableError",
            "images_to_nchw", "images_to_features", "minibatches", "split_validation"]

@@ -4,8 +4,7 @@ The families of the default multi-layer perceptron (Linear, BatchNorm, the activ
 imported here; the others (Dropout, Add, Softmax, GELU, the convolutional ones) on first use.
 """
 
-import importlib
-
+from ..lazy import on_first_use
 from .activations import LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm
 from .linear import Linear
@@ -15,16 +14,7 @@ _ON_FIRST_USE = {"Dropout": ".dropout", "Add": ".merge", "Softmax": ".softmax", 
                  "BatchNorm2d": ".batchnorm2d", "LayerNorm": ".layernorm"}
 
 
-def __getattr__(name):
-    if name not in _ON_FIRST_USE:
-        raise AttributeError(f"module 'tinynet.layers' has no attribute {name!r}")
-    value = globals()[name] = getattr(importlib.import_module(_ON_FIRST_USE[name], __name__), name)
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_ON_FIRST_USE))
-
+__getattr__, __dir__ = on_first_use(__name__, _ON_FIRST_USE)
 
 __all__ = ["Linear", "ReLU", "Sigmoid", "Tanh", "Softmax", "Add", "Dropout", "BatchNorm",
            "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "BatchNorm2d", "LayerNorm", "LeakyReLU", "GELU"]

@@ -33,13 +33,9 @@ reference count): a caller never sees an array it holds change. The C source is 
 """
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
@@ -279,42 +275,10 @@ def library():
         _library = False
         if os.environ.get("TINYNET_CPU_KERNELS", "1") != "0":
             try:
-                _library = _load(_build())
+                _library = _load(cpu._build(SOURCE, "tinynet-conv")[0])
             except (OSError, RuntimeError, subprocess.SubprocessError):
                 _library = False
     return _library or None
-
-
-def _build():
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not compiler:
-        raise RuntimeError("no C compiler found (set CC)")
-    key = hashlib.sha256("\0".join([SOURCE, compiler, *cpu.FLAGS, *cpu.NATIVE, platform.machine(),
-                                     cpu._cpu_name(), sys.platform]).encode()).hexdigest()[:16]
-    folder = os.environ.get("TINYNET_KERNEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tinynet", "kernels")
-    path = os.path.join(folder, f"tinynet-conv-{key}.so")
-    if os.path.exists(path):
-        return path
-    with tempfile.TemporaryDirectory() as tmp:
-        source, built = os.path.join(tmp, "conv.c"), os.path.join(tmp, "conv.so")
-        with open(source, "w") as f:
-            f.write(SOURCE)
-        for extra in (cpu.NATIVE, []):
-            done = subprocess.run([compiler, *cpu.FLAGS, *extra, "-o", built, source, "-lm"],
-                                  capture_output=True, text=True, timeout=120)
-            if done.returncode == 0:
-                break
-        else:
-            raise RuntimeError(f"{compiler} failed: {done.stderr.strip()[:300]}")
-        try:
-            os.makedirs(folder, exist_ok=True)
-            partial = f"{path}.{os.getpid()}.tmp"
-            shutil.copyfile(built, partial)
-            os.replace(partial, path)  # atomic: another process never loads half a file
-        except OSError:  # a cache we cannot write: a private folder, for this process
-            path = os.path.join(tempfile.mkdtemp(prefix="tinynet-kernels-"), os.path.basename(path))
-            shutil.copyfile(built, path)
-    return path
 
 
 def _load(path):

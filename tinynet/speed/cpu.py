@@ -236,24 +236,25 @@ def status():
     return _status
 
 
-def _build():
-    """Compile SOURCE into the cache folder unless a library built from it is there: (its path,
-    the compiler's name)."""
+def _build(source_text=None, stem="tinynet-cpu"):
+    """Compile C source (default: SOURCE) into the cache folder unless a library built from it is
+    there: (its path, the compiler's name). Also builds the 4-D layers' kernels (speed/conv.py)."""
+    source_text = SOURCE if source_text is None else source_text
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not compiler:
         raise RuntimeError("no C compiler found (set CC)")
-    key = hashlib.sha256("\0".join([SOURCE, compiler, *FLAGS, *NATIVE, platform.machine(), _cpu_name(),
+    key = hashlib.sha256("\0".join([source_text, compiler, *FLAGS, *NATIVE, platform.machine(), _cpu_name(),
                                      sys.platform]).encode()).hexdigest()[:16]
     folder = os.environ.get("TINYNET_KERNEL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tinynet",
                                                                      "kernels")
-    path = os.path.join(folder, f"tinynet-cpu-{key}.so")
+    path = os.path.join(folder, f"{stem}-{key}.so")
     name = os.path.basename(compiler)
     if os.path.exists(path):
         return path, name
     with tempfile.TemporaryDirectory() as tmp:
         source = os.path.join(tmp, "kernels.c")
         with open(source, "w") as f:
-            f.write(SOURCE)
+            f.write(source_text)
         built = os.path.join(tmp, "kernels.so")
         for extra in (NATIVE, []):
             done = subprocess.run([compiler, *FLAGS, *extra, "-o", built, source, "-lm"],

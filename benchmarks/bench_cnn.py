@@ -55,6 +55,7 @@ import numpy as np  # noqa: E402
 
 import tinynet as tn  # noqa: E402
 from tinynet.data import images_to_nchw  # noqa: E402
+from tinynet.train import keep_freed_memory  # noqa: E402
 
 LR, MOMENTUM, SEED = 0.05, 0.9, 0
 IDLE_S = 0.5  # seconds of idle before each timed block: the other library's worker threads spin a while
@@ -149,6 +150,7 @@ def machine():
 
 
 def main():
+    keep_freed_memory()  # as tinynet.fit does (glibc keeps freed blocks for reuse); the whole process, torch too
     (x, y), _ = tn.datasets.load_mnist(ARGS.data_dir)
     x, y = images_to_nchw(x[:ARGS.train_size]), y[:ARGS.train_size].astype(np.int64)
     trainers = make_trainers()

@@ -823,7 +823,9 @@ def test_lab7_oracle_agrees_with_tinynets_own_layers():
         layer = tn.MaxPool2d(k, stride=s)
         y = layer(x)
         np.testing.assert_array_equal(checks.pool_y(x, k, k if s is None else s), y)
-        np.testing.assert_array_equal(checks.pool_grads(x, dy, k, k if s is None else s)[0], layer.backward(dy))
+        # overlapping windows add their gradients in some order: exact on the plain path, to an ulp on --fast's kernel
+        np.testing.assert_allclose(checks.pool_grads(x, dy, k, k if s is None else s)[0], layer.backward(dy),
+                                   rtol=1e-13, atol=1e-15)
 
 
 def test_lab7_grades_within_15_seconds_and_blocks_tinynets_conv():

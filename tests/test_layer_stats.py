@@ -1,6 +1,7 @@
 """Looking inside a run: fit(..., inspect_every=k) records per-layer statistics into History,
 changes nothing about the training, and tinynet.plots draws them (and the curves)."""
 
+import inspect
 import json
 import sys
 
@@ -48,7 +49,8 @@ def test_recorded_every_k_steps_per_layer_and_training_unchanged():
     assert all(len(v) == 4 for values in layers.values() for v in values.values())
     assert abs(layers["1 BatchNorm"]["act_mean"][0]) < 1e-6 and abs(layers["1 BatchNorm"]["act_std"][0] - 1) < 1e-3
     assert all(0 <= f <= 1 for f in layers["2 ReLU"]["zero_frac"])
-    assert not any("forward" in vars(m) for m in model.modules())  # the wrappers are gone
+    # the recording wrappers (plain functions) are gone; under --fast the speed ring's bound methods stay
+    assert not any(inspect.isfunction(vars(m).get("forward")) for m in model.modules())
     assert plain.layer_stats == {}
 
 

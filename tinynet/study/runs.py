@@ -231,6 +231,7 @@ def train_run(model, data, config, phase, batchnorm, progress=True):
     # nothing uses dL/dx of the data: the first Linear skips that product, in both runs alike (as fit does)
     with first_layer_skips_input_gradient(model), BlasThreads(x_train) as threads, \
             tqdm(total=config.steps, desc=label, disable=not progress, leave=False, unit="step") as bar:
+        threads.adjust()  # BLAS threads: every core, unless other processes are busy
         start = time.perf_counter()
         for step in range(1, config.steps + 1):
             xb, yb = next(batches)

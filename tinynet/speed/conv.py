@@ -275,22 +275,10 @@ def library():
         _library = False
         if os.environ.get("TINYNET_CPU_KERNELS", "1") != "0":
             try:
-                _library = _load(cpu._build(SOURCE, "tinynet-conv")[0])
+                _library = cpu._load(cpu._build(SOURCE, "tinynet-conv")[0], SIGNATURES)
             except (OSError, RuntimeError, subprocess.SubprocessError):
                 _library = False
     return _library or None
-
-
-def _load(path):
-    lib = ctypes.CDLL(path)
-    table = {}
-    for name, (args, result) in SIGNATURES.items():
-        for char, suffix, scalar in (("f", "f32", ctypes.c_float), ("d", "f64", ctypes.c_double)):
-            fn = getattr(lib, f"{name}_{suffix}")
-            fn.argtypes = [scalar if a == "T" else a for a in args]
-            fn.restype = result
-            table[name, char] = fn
-    return table
 
 
 def _kernel(name, dtype):

@@ -285,10 +285,12 @@ def _cpu_name():
         return platform.processor()
 
 
-def _load(path):
+def _load(path, signatures=None):
+    """The library at ``path`` as ``{(name, dtype char): ctypes function}`` for each of ``signatures``
+    (default: SIGNATURES), in float32 (``_f32``) and float64 (``_f64``)."""
     lib = ctypes.CDLL(path)
     table = {}
-    for name, (args, result) in SIGNATURES.items():
+    for name, (args, result) in (SIGNATURES if signatures is None else signatures).items():
         for char, suffix, scalar in (("f", "f32", ctypes.c_float), ("d", "f64", ctypes.c_double)):
             fn = getattr(lib, f"{name}_{suffix}")
             fn.argtypes = [scalar if a == "T" else a for a in args]

@@ -30,7 +30,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-train: $(VENV)/.installed
+# with --plot in ARGS, matplotlib (the `plot` extra) is installed first
+train: $(VENV)/.installed $(if $(findstring --plot,$(ARGS)),$(VENV)/.installed-plot)
 	$(PY) -m tinynet train $(ARGS)
 
 test: $(VENV)/.installed-test

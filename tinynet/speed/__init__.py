@@ -112,9 +112,7 @@ def _unbind(obj):
     if fused is not None:
         for method in type(fused).methods:
             obj.__dict__.pop(method, None)
-        saved = obj.__dict__.get("_saved")
-        if saved and saved[0] is fused:  # a fused forward awaits its backward, which now runs plain
-            obj._saved = tuple(fused.plain_saved(saved[1:]))
+        fused.hand_over()  # a fused forward awaiting its backward: that backward now runs plain
 
 
 def fit_step(model, loss, optimizer, step, cuda_graph=False, progress=False, guard=None):

@@ -323,13 +323,8 @@ class _OnCpu(Fused):
         """A C-contiguous-able float32/float64 NumPy array of the parameters' dtype."""
         return type(x) is np.ndarray and x.dtype.char in "fd" and (like is None or x.dtype == like.dtype)
 
-    def own_saved(self):
-        saved = self.layer.__dict__.get("_saved")
-        return saved is not None and saved[0] is self
-
     def plain_backward(self, dy):
-        if self.own_saved():
-            self.layer.save_for_backward(*self.plain_saved(self.layer.saved()[1:]))
+        self.hand_over()  # a fused forward's save, in the plain layout
         return self.plain.backward(self.layer, dy)
 
 
@@ -366,7 +361,7 @@ class CpuConv2d(_OnCpu):
 
     def backward(self, dy):
         layer = self.layer
-        if not self.own_saved() or not self.fits(dy, layer.weight.data):
+        if not self.owns_pending() or not self.fits(dy, layer.weight.data):
             return self.plain_backward(dy)
         _, x = layer.saved()
         n, c, h, w = x.shape
@@ -437,7 +432,7 @@ class CpuBatchNorm2d(_OnCpu):
     def backward(self, dy):
         layer = self.layer
         saved = layer.__dict__.get("_saved")
-        if not self.own_saved() or not (self.fits(dy, None) and dy.dtype == saved[1].dtype):
+        if not self.owns_pending() or not (self.fits(dy, None) and dy.dtype == saved[1].dtype):
             return self.plain_backward(dy)
         _, x, mean, inv_std = layer.saved()
         check_grad(layer, dy, x.shape)
@@ -473,7 +468,7 @@ class CpuMaxPool2d(_OnCpu):
 
     def backward(self, dy):
         layer = self.layer
-        if not self.own_saved() or not self.fits(dy, None):
+        if not self.owns_pending() or not self.fits(dy, None):
             return self.plain_backward(dy)
         _, shape, which = layer.saved()
         check_grad(layer, dy, which.shape)

@@ -43,7 +43,7 @@ def _module(name):
 
 
 def _numpy_floats(*arrays):
-    """Arrays the C kernels take: float32 or float64 NumPy arrays (made contiguous if they are not)."""
+    """Arrays the C kernels take: float32 or float64 NumPy arrays (made contiguous by :func:`_contiguous`)."""
     return all(type(a) is np.ndarray and a.dtype.char in "fd" for a in arrays)
 
 
@@ -51,13 +51,17 @@ def _cupy_floats(*arrays):
     return all(type(a).__module__.startswith("cupy") and a.dtype.char in "fd" for a in arrays)
 
 
+def _contiguous(a):
+    """A NumPy array as the C kernels read it, C-contiguous (a copy only when it is not); CuPy arrays
+    as they are (the CUDA functions make their own contiguous)."""
+    return np.ascontiguousarray(a) if type(a) is np.ndarray else a
+
+
 class _OnNumpy(Fused):
+    fits = staticmethod(_numpy_floats)
+
     def usable(self):
         return cpu.library() is not None
-
-    @staticmethod
-    def fits(*arrays):
-        return _numpy_floats(*arrays)
 
     @staticmethod
     def ops(name):
@@ -72,17 +76,9 @@ class _OnCupy(Fused):
         return _module(name)
 
 
-def _own_saved(fused):
-    """True when the pending forward of ``fused.layer`` was ``fused``'s own (tagged with it)."""
-    saved = fused.layer.__dict__.get("_saved")
-    return saved is not None and saved[0] is fused
-
-
 def _plain_backward(fused, dy):
-    """The plain backward, after a fused forward too: what that forward saved is handed over in
-    the plain layout (:meth:`Fused.plain_saved`)."""
-    if _own_saved(fused):
-        fused.layer.save_for_backward(*fused.plain_saved(fused.layer.saved()[1:]))
+    """The plain backward, after a fused forward too (its save handed over in the plain layout)."""
+    fused.hand_over()
     return fused.plain.backward(fused.layer, dy)
 
 
@@ -92,16 +88,16 @@ class _ReLU:
         if not self.fits(x):
             return self.plain.forward(self.layer, x)
         check_input(self.layer, x)
-        y = self.ops("activations").relu_forward(np.ascontiguousarray(x) if type(x) is np.ndarray else x)
+        y = self.ops("activations").relu_forward(_contiguous(x))
         self.layer.save_for_backward(self, y)
         return y
 
     def backward(self, dy):
-        if not _own_saved(self) or not self.fits(dy):
+        if not self.owns_pending() or not self.fits(dy):
             return _plain_backward(self, dy)
         _, y = self.layer.saved()
         check_grad(self.layer, dy, y.shape)
-        return self.ops("activations").relu_backward(y, np.ascontiguousarray(dy) if type(dy) is np.ndarray else dy)
+        return self.ops("activations").relu_backward(y, _contiguous(dy))
 
 
 @register(ReLU, "numpy")
@@ -122,7 +118,7 @@ class _BatchNorm:
         if not (covered and self.fits(x) and x.ndim == 2 and x.dtype == layer.gamma.data.dtype and len(x) >= 2):
             return self.plain.forward(layer, x)
         check_input(layer, x, ndim=2, features=layer.num_features, like=layer.gamma.data)
-        x = np.ascontiguousarray(x) if type(x) is np.ndarray else x
+        x = _contiguous(x)
         y, mean, inv_std = self.ops("batchnorm").batchnorm_forward(layer, x)
         layer.num_batches_tracked += 1
         layer.save_for_backward(self, x, mean, inv_std)  # x, not xhat: the kernels recompute it
@@ -131,7 +127,7 @@ class _BatchNorm:
     def backward(self, dy):
         saved = self.layer.__dict__.get("_saved")
         # another dtype of dy: the plain code's dx has the promoted dtype, the kernel's x's
-        if not _own_saved(self) or not (self.fits(dy) and dy.dtype == saved[1].dtype):
+        if not self.owns_pending() or not (self.fits(dy) and dy.dtype == saved[1].dtype):
             return _plain_backward(self, dy)
         _, x, mean, inv_std = self.layer.saved()
         check_grad(self.layer, dy, x.shape)
@@ -165,7 +161,7 @@ class CupyLinear(_OnCupy):
         return self.ops("linear").forward(layer, x)
 
     def backward(self, dy):
-        if not _own_saved(self) or not self.fits(dy):
+        if not self.owns_pending() or not self.fits(dy):
             return _plain_backward(self, dy)
         _, x = self.layer.saved()
         check_grad(self.layer, dy, (x.shape[0], self.layer.out_features))
@@ -196,7 +192,7 @@ class _SoftmaxCrossEntropy:
         check_input(loss, logits, ndim=2)
         if not capturing():  # a CUDA graph cannot read the labels back; its kernel makes the loss NaN instead
             loss._check_labels(logits, labels)
-        logits = np.ascontiguousarray(logits) if type(logits) is np.ndarray else logits
+        logits = _contiguous(logits)
         return self.ops("softmax_ce").softmax_cross_entropy(loss, logits, labels)  # saves (probs, labels)
 
     def backward(self, dloss=1.0):

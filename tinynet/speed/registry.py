@@ -55,6 +55,17 @@ class Fused:
         object restored, or a ``dy`` the kernel does not take). The default: the same values."""
         return saved
 
+    def owns_pending(self):
+        """True when the pending forward of the object was this implementation's (its save is tagged with it)."""
+        saved = self.layer.__dict__.get("_saved")
+        return bool(saved) and saved[0] is self
+
+    def hand_over(self):
+        """Turn a pending save of this implementation's forward into the plain layout, for the plain
+        backward that runs instead (after :func:`tinynet.speed.restore`, or for a ``dy`` it does not take)."""
+        if self.owns_pending():
+            self.layer._saved = tuple(self.plain_saved(self.layer._saved[1:]))
+
 
 class _State(threading.local):
     capture_depth = 0  # > 0 while cuda_graph records a training step

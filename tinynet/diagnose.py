@@ -98,7 +98,6 @@ def layers_in_context(model, context=""):
 
 def watch(layer, context):
     """Wrap ``layer``'s forward and backward with finiteness checks; return the undo function."""
-    own = {name: layer.__dict__[name] for name in ("forward", "backward") if name in layer.__dict__}
     forward, backward = layer.forward, layer.backward  # bound methods, or a user's own override
     name = f"{layer.name_for_errors()}{context}"
 
@@ -119,16 +118,25 @@ def watch(layer, context):
             raise FoundNonFinite(f"the input gradient of {name}")
         return dx
 
-    layer.forward, layer.backward = checked_forward, checked_backward
+    return wrap_methods(layer, forward=checked_forward, backward=checked_backward)
 
-    def unwatch():
-        for attr in ("forward", "backward"):
-            if attr in own:
-                setattr(layer, attr, own[attr])
+
+def wrap_methods(layer, **methods):
+    """Set instance-level methods on ``layer`` (``forward=...``); return the function that undoes it,
+    putting back an instance-level method that was there before (the speed ring's) or removing the
+    attribute so that the class's method shows again. Used to look inside a step (here, layer_stats)."""
+    own = {name: vars(layer)[name] for name in methods if name in vars(layer)}
+    for name, method in methods.items():
+        setattr(layer, name, method)
+
+    def undo():
+        for name in methods:
+            if name in own:
+                setattr(layer, name, own[name])
             else:
-                delattr(layer, attr)
+                delattr(layer, name)
 
-    return unwatch
+    return undo
 
 
 def warn_eval_mode_forgotten(graph, after_fit):

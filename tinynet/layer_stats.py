@@ -22,6 +22,7 @@ run, so ``history.step_loss[s]`` is the loss of recorded step ``s``.
 import numpy as np
 
 from .backend import get_array_module, to_numpy
+from .diagnose import wrap_methods
 from .graph import Graph
 from .layer import check_positive_int
 from .layers import ReLU, Sigmoid, Tanh
@@ -72,24 +73,19 @@ def recording_step(model, step, history, every, cuda_graph=False):
 def watch_outputs(layers):
     """Wrap each layer's ``forward`` to keep its output; return ``(outputs, restore)``."""
     outputs = {}
-    wrapped = []
+    undo = []
     for label, layer in layers:
-        own = vars(layer).get("forward")  # an instance-level forward (the speed ring's) is kept
 
-        def forward(*xs, _label=label, _forward=layer.forward):
+        def forward(*xs, _label=label, _forward=layer.forward):  # an instance-level forward (the speed ring's) too
             y = _forward(*xs)
             outputs[_label] = y
             return y
 
-        layer.forward = forward
-        wrapped.append((layer, own))
+        undo.append(wrap_methods(layer, forward=forward))
 
     def restore():
-        for layer, own in wrapped:
-            if own is None:
-                del layer.forward
-            else:
-                layer.forward = own
+        for undo_one in undo:
+            undo_one()
 
     return outputs, restore
 

@@ -9,15 +9,15 @@ import os
 
 import numpy as np
 
+from .lazy import on_first_use
 
-def __getattr__(name):  # the CuPy set-up checks live in tinynet/gpu.py, loaded when a GPU is asked for
-    if name in ("require_cupy", "cupy_available", "INSTALL_HINT"):
-        from . import gpu
-
-        return getattr(gpu, name)
-    raise AttributeError(f"module 'tinynet.backend' has no attribute {name!r}")
+# the CuPy set-up checks live in tinynet/gpu.py, loaded when a GPU is asked for
+__getattr__, __dir__ = on_first_use(__name__, dict.fromkeys(("require_cupy", "cupy_available", "INSTALL_HINT"),
+                                                            "tinynet.gpu"))
 
 BACKENDS = ("numpy", "cupy")
+
+
 class BackendUnavailableError(RuntimeError):
     """The cupy backend was asked for, but CuPy or a usable GPU is missing; the message says which."""
 

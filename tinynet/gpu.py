@@ -12,7 +12,6 @@ INSTALL_HINT = (
 )
 
 
-
 def require_cupy():
     """Import CuPy and check that a GPU is usable, or raise saying which is missing and what to do.
 

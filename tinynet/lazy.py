@@ -5,8 +5,9 @@ import sys
 
 
 def on_first_use(package, table):
-    """``(__getattr__, __dir__)`` for ``package``: ``table`` maps each name to the submodule that
-    defines it (None: the name is a submodule itself); the first use imports it and keeps it."""
+    """``(__getattr__, __dir__)`` for the module ``package``: ``table`` maps each name to the module that
+    defines it, relative to ``package`` or absolute (None: the name is a submodule itself); the first
+    use imports it and keeps it."""
 
     def __getattr__(name):
         if name not in table:

@@ -15,6 +15,7 @@ def layer_state(layer):
     """``layer.state_dict()``: ``{name: numpy.ndarray}`` host copies of parameters and buffers."""
     return {name: to_numpy(getattr(obj, attr)).copy() for name, (obj, attr) in state_slots(layer)}
 
+
 def state_slots(layer, prefix=""):
     """Yield ``(name, (object, attribute))`` for every saved array, layer by layer (a shared
     Parameter under each of its names, as PyTorch saves tied weights)."""
@@ -25,6 +26,7 @@ def state_slots(layer, prefix=""):
         yield prefix + attr, (layer, attr)
     for name, child in layer.children():
         yield from state_slots(child, prefix + name + ".")
+
 
 def load_layer_state(layer, state):
     """``layer.load_state_dict(state)``; strict: any mismatch raises and changes nothing."""
@@ -92,6 +94,7 @@ def optimizer_state(opt):
     }
     state.update({c: int(getattr(opt, c)) for c in opt.counters})
     return state
+
 
 def load_optimizer_state(opt, state):
     """``optimizer.load_state_dict(state)``: strict, see there."""

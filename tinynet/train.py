@@ -7,6 +7,7 @@ checkpoints, the BLAS thread count — is one call each.
 
 import contextlib
 import ctypes
+import functools
 import importlib
 import os
 import time
@@ -265,6 +266,7 @@ class BlasThreads:
 MACHINE = [float("-inf"), 0.0]
 
 
+@functools.cache  # a setting of the process: once is enough
 def keep_freed_memory():
     """Ask glibc to keep freed blocks of up to 32 MB for reuse instead of giving each back to the system.
 

@@ -114,8 +114,7 @@ def gradcheck(layer, x, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
             setattr(owner, attr, value)
     if worst is not None and worst[0] > 0:
         _, what, index, a, n = worst
-        hint = " (a parameter gradient must be added with +=, not assigned with =)" if what != "input" and \
-            not what.startswith("input ") else ""
+        hint = " (a parameter gradient must be added with +=, not assigned with =)" if what in dict(params) else ""
         raise AssertionError(
             f"gradcheck({name}): gradient of {what}{[int(i) for i in index]} is wrong: "
             f"analytic {a:.8g}, numeric {n:.8g} (difference {abs(a - n):.3g} > atol {atol} + rtol {rtol} * |numeric|)"
